@@ -1,0 +1,28 @@
+"""Flags shared by the command-line entry points, and their error handling."""
+import sys
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from clam_jax.errors import ClamError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/metaworld.py:quick.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for datasets, checkpoints, metrics and results.")
+
+
+def run_cli(fn):
+    """Runs `fn`, turning a ClamError into one line on stderr and exit status 2."""
+    if FLAGS.config is None or FLAGS.workdir is None:
+        sys.exit("error: --config and --workdir are required, e.g. "
+                 "--config=configs/metaworld.py:quick --workdir=runs/quick")
+    logging.set_verbosity(logging.WARNING)
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()
+    try:
+        return fn()
+    except ClamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,102 @@
+"""Generates the three datasets of the CLAM data regime for one MetaWorld task.
+
+  python -m clam_jax.collect --config=configs/metaworld.py:quick --workdir=runs/quick
+
+Writes `<workdir>/data/{unlabeled,labeled,expert}` (D_unlabeled, D_labeled,
+D_unlabeled_expert), each a TFDS RLDS dataset with a `statistics.json`.
+Datasets already present are kept.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import tqdm
+
+from clam_jax.cli import FLAGS, run_cli
+from clam_jax.data.episodes import Episodes, dataset_exists, read_statistics, write_episodes
+from clam_jax.data.statistics import dataset_statistics
+from clam_jax.envs.collection import EpisodeCollector, episode_spec
+from clam_jax.errors import ConfigError, DataError
+from clam_jax.validation import validate_config
+
+DATASETS = ("unlabeled", "labeled", "expert")
+_MAX_ATTEMPTS_PER_EPISODE = 50
+_SIGNATURE_FILE = "collect_config.json"
+
+
+def data_dir(workdir) -> Path:
+    return Path(workdir) / "data"
+
+
+def _signature(config) -> dict:
+    return {"task": config.task, "seed": config.seed, "max_steps": config.max_steps,
+            "action_repeat": config.action_repeat,
+            "datasets": {name: config.data[name].to_dict() for name in DATASETS}}
+
+
+def _check_signature(config, root: Path) -> None:
+    """Refuses to mix datasets made with another task, seed or recipe into one workdir."""
+    path = root / _SIGNATURE_FILE
+    wanted = json.loads(json.dumps(_signature(config)))
+    if path.exists():
+        found = json.loads(path.read_text())
+        if found != wanted:
+            raise DataError(
+                f"{root} holds datasets made with another config (task {found.get('task')!r}, "
+                f"seed {found.get('seed')}); use a new --workdir for task {config.task!r}, seed {config.seed}.")
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=2))
+
+
+def collect_dataset(collector: EpisodeCollector, config, name: str) -> Episodes:
+    spec = config.data[name]
+    stream = DATASETS.index(name)
+    behaviors = tuple(spec.behaviors)
+    kept = []
+    max_attempts = spec.episodes * (_MAX_ATTEMPTS_PER_EPISODE if spec.only_failures else 1)
+    with tqdm.tqdm(total=spec.episodes, desc=f"collect {name}", unit="ep") as bar:
+        start = 0
+        while len(kept) < spec.episodes and start < max_attempts:
+            count = min(max(spec.episodes - len(kept), collector.num_workers * 4), max_attempts - start)
+            specs = [episode_spec(config.seed, stream, i, behaviors) for i in range(start, start + count)]
+            for episode in collector.run(specs):
+                if len(kept) < spec.episodes and not (spec.only_failures and episode["success"]):
+                    kept.append(episode)
+                    bar.update(1)
+            start += count
+    if len(kept) < spec.episodes:
+        raise ConfigError(
+            f"Only {len(kept)} of {max_attempts} {name} episodes failed the task; use noisier "
+            f"behaviours in config.data.{name}.behaviors or set only_failures=False.")
+    return Episodes(**{key: np.stack([e[key] for e in kept]) for key in
+                       ("observations", "actions", "rewards", "success", "behavior")})
+
+
+def collect_datasets(config, workdir) -> dict[str, dict]:
+    """Collects whichever datasets are missing and returns every dataset's statistics."""
+    validate_config(config)
+    root = data_dir(workdir)
+    _check_signature(config, root)
+    missing = [name for name in DATASETS if not dataset_exists(root / name)]
+    if missing:
+        with EpisodeCollector(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat,
+                              num_workers=config.data.num_workers) as collector:
+            for name in missing:
+                episodes = collect_dataset(collector, config, name)
+                stats = dataset_statistics(episodes)
+                write_episodes(root / name, episodes, stats)
+                print(f"{name}: {stats['num_episodes']} episodes, success rate "
+                      f"{stats['success_rate']:.2f}, return {stats['return_mean']:.1f}")
+    return {name: read_statistics(root / name) for name in DATASETS}
+
+
+def main(argv):
+    del argv
+    run_cli(lambda: collect_datasets(FLAGS.config, FLAGS.workdir))
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    app.run(main)

@@ -1,0 +1,160 @@
+"""RLDS episodes stored as TFDS datasets in the array_record format, without TensorFlow.
+
+An episode of T policy steps has T + 1 RLDS steps: step t holds `observation[t]`
+and the `action[t]` taken there (which produced `observation[t + 1]`); the last
+step holds the final observation with a zero action and `is_last=True`.
+A dataset lives in `<dir>/clam_episodes/<version>/` and is read back with
+`tfds.builder_from_directory(...).as_data_source(split="train")`.
+"""
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from clam_jax.errors import DataError
+
+BUILDER_NAME = "clam_episodes"
+VERSION = "1.0.0"
+STATS_FILE = "statistics.json"
+
+
+@dataclasses.dataclass
+class Episodes:
+    """A dataset held as dense arrays: N episodes of T steps (T + 1 observations)."""
+
+    observations: np.ndarray  # [N, T + 1, obs_dim] float32
+    actions: np.ndarray  # [N, T + 1, act_dim] float32; actions[:, T] is padding
+    rewards: np.ndarray  # [N, T + 1] float32; rewards[:, t] follows actions[:, t]
+    success: np.ndarray  # [N] bool
+    behavior: np.ndarray  # [N] str
+
+    @property
+    def num_episodes(self) -> int:
+        return self.observations.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        return self.observations.shape[1] - 1
+
+
+def _builder_class():
+    import tensorflow_datasets as tfds
+
+    class ClamEpisodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+        """Episodes handed over in memory, written as RLDS in array_record files."""
+
+        VERSION = tfds.core.Version(VERSION)
+
+        def __init__(self, *, episodes: Episodes, **kwargs):
+            self._episodes = episodes
+            super().__init__(**kwargs)
+
+        def _info(self):
+            obs_dim = self._episodes.observations.shape[-1]
+            act_dim = self._episodes.actions.shape[-1]
+            return tfds.core.DatasetInfo(
+                builder=self,
+                description="clam_jax episodes (RLDS): action[t] is taken at observation[t].",
+                features=tfds.features.FeaturesDict({
+                    "steps": tfds.features.Dataset({
+                        "observation": tfds.features.Tensor(shape=(obs_dim,), dtype=np.float32),
+                        "action": tfds.features.Tensor(shape=(act_dim,), dtype=np.float32),
+                        "reward": np.float32,
+                        "is_first": np.bool_,
+                        "is_last": np.bool_,
+                        "is_terminal": np.bool_,
+                    }),
+                    "episode_metadata": {"success": np.bool_, "behavior": tfds.features.Text()},
+                }),
+            )
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            eps = self._episodes
+            length = eps.num_steps + 1
+            index = np.arange(length)
+            for i in range(eps.num_episodes):
+                yield i, {
+                    "steps": {
+                        "observation": eps.observations[i],
+                        "action": eps.actions[i],
+                        "reward": eps.rewards[i],
+                        "is_first": index == 0,
+                        "is_last": index == length - 1,
+                        "is_terminal": np.zeros(length, bool),
+                    },
+                    "episode_metadata": {"success": bool(eps.success[i]), "behavior": str(eps.behavior[i])},
+                }
+
+    return ClamEpisodes
+
+
+def dataset_exists(directory: str | os.PathLike) -> bool:
+    return (Path(directory) / STATS_FILE).exists()
+
+
+def write_episodes(directory: str | os.PathLike, episodes: Episodes, statistics: dict) -> None:
+    """Writes `episodes` as a TFDS dataset in `directory`, all or nothing.
+
+    The dataset is built in a temporary sibling folder and moved into place only
+    when complete, so an interrupted write never leaves a half dataset behind and
+    an existing dataset is never overwritten.
+    """
+    directory = Path(directory)
+    if directory.exists():
+        raise DataError(f"Dataset {directory} already exists; delete it first to regenerate it.")
+    tmp = directory.with_name(directory.name + ".incomplete")
+    shutil.rmtree(tmp, ignore_errors=True)
+    builder = _builder_class()(episodes=episodes, data_dir=str(tmp), file_format="array_record")
+    builder.download_and_prepare()
+    (tmp / STATS_FILE).write_text(json.dumps(statistics, indent=2))
+    os.replace(tmp, directory)
+
+
+def read_statistics(directory: str | os.PathLike) -> dict:
+    return json.loads((Path(directory) / STATS_FILE).read_text())
+
+
+def read_episodes(directory: str | os.PathLike) -> Episodes:
+    """Reads a dataset written by `write_episodes` into dense arrays, with clear errors."""
+    import tensorflow_datasets as tfds
+
+    directory = Path(directory)
+    path = directory / BUILDER_NAME / VERSION
+    if not dataset_exists(directory) or not path.exists():
+        raise DataError(
+            f"Dataset {directory} is missing or incomplete; run `python -m clam_jax.collect` "
+            "with the same config and workdir to generate it."
+        )
+    try:
+        source = tfds.builder_from_directory(str(path)).as_data_source(split="train")
+        records = [source[i] for i in range(len(source))]
+        observations = np.stack([np.stack([s["observation"] for s in r["steps"]]) for r in records])
+        actions = np.stack([np.stack([s["action"] for s in r["steps"]]) for r in records])
+        rewards = np.stack([np.array([s["reward"] for s in r["steps"]]) for r in records])
+    except Exception as e:  # TFDS raises many kinds of errors for damaged files.
+        raise DataError(
+            f"Dataset {directory} could not be read ({type(e).__name__}: {e}); it is corrupt, "
+            "delete the folder and rerun `python -m clam_jax.collect` to regenerate it."
+        ) from e
+    if len(records) == 0:
+        raise DataError(f"Dataset {directory} has no episodes; delete it and regenerate it.")
+    if not (np.isfinite(observations).all() and np.isfinite(actions).all()):
+        raise DataError(
+            f"Dataset {directory} contains NaN or infinite values; delete it and regenerate it."
+        )
+    meta = [r["episode_metadata"] for r in records]
+    behavior = np.array([m["behavior"].decode() if isinstance(m["behavior"], bytes) else str(m["behavior"])
+                         for m in meta])
+    return Episodes(
+        observations=observations.astype(np.float32),
+        actions=actions.astype(np.float32),
+        rewards=rewards.astype(np.float32),
+        success=np.array([bool(m["success"]) for m in meta]),
+        behavior=behavior,
+    )

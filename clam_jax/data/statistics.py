@@ -1,0 +1,59 @@
+"""Per-dataset statistics: sizes, returns, success rates, and normalization moments."""
+import dataclasses
+
+import numpy as np
+
+from clam_jax.data.episodes import Episodes
+
+
+def dataset_statistics(episodes: Episodes) -> dict:
+    """JSON-ready summary of a dataset, written beside it."""
+    returns = episodes.rewards[:, :-1].sum(axis=1)
+    actions = episodes.actions[:, :-1].reshape(-1, episodes.actions.shape[-1])
+    observations = episodes.observations.reshape(-1, episodes.observations.shape[-1])
+    per_behavior = {}
+    for name in sorted(set(episodes.behavior.tolist())):
+        mask = episodes.behavior == name
+        per_behavior[name] = {
+            "episodes": int(mask.sum()),
+            "success_rate": float(episodes.success[mask].mean()),
+            "return_mean": float(returns[mask].mean()),
+        }
+    return {
+        "num_episodes": episodes.num_episodes,
+        "steps_per_episode": episodes.num_steps,
+        "num_transitions": episodes.num_episodes * episodes.num_steps,
+        "obs_dim": int(episodes.observations.shape[-1]),
+        "action_dim": int(episodes.actions.shape[-1]),
+        "success_rate": float(episodes.success.mean()),
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "observation_mean": observations.mean(0).tolist(),
+        "observation_std": observations.std(0).tolist(),
+        "action_mean": actions.mean(0).tolist(),
+        "action_std": actions.std(0).tolist(),
+        "behaviors": per_behavior,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+    """Z-scores observations with the moments of the dataset the models are trained on."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def from_statistics(cls, stats: dict, min_std: float = 1e-2) -> "Normalizer":
+        std = np.maximum(np.asarray(stats["observation_std"], np.float32), min_std)
+        return cls(mean=np.asarray(stats["observation_mean"], np.float32), std=std)
+
+    def __call__(self, observations):
+        return (observations - self.mean) / self.std
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(mean=np.asarray(d["mean"], np.float32), std=np.asarray(d["std"], np.float32))

@@ -1,0 +1,1 @@
+"""Simulated environments and the behaviour policies that collect data in them."""

@@ -1,0 +1,1 @@
+"""One module per method: train states and pure step functions. No files, no CLIs."""

@@ -1,0 +1,126 @@
+"""CLAM stage 1: latent action model and action decoder trained jointly (paper section 3.1).
+
+One unified step takes an unlabeled batch (reconstruction loss, every step) and
+a labeled batch (decoder loss, weight beta, every K-th step). On decoder steps
+the decoder's gradient reaches the IDM through z, which is what grounds the
+latent space in real actions. The LAM and the decoder have separate AdamW
+optimizers with their own clipping (paper Appendix D).
+"""
+import functools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from clam_jax.data.windows import all_windows, sample_windows
+from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
+
+
+@flax.struct.dataclass
+class Stage1State:
+    step: jax.Array
+    rng: jax.Array
+    lam_params: dict
+    decoder_params: dict
+    lam_opt_state: optax.OptState
+    decoder_opt_state: optax.OptState
+
+
+def init_stage1(rng, lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1State:
+    k_lam, k_dec, k_state = jax.random.split(rng, 3)
+    lam_params = lam.init(k_lam, jnp.zeros((1, lam.window, lam.obs_dim)))
+    decoder_params = decoder.init(k_dec, jnp.zeros((1, lam.latent_dim)))
+    return Stage1State(
+        step=jnp.zeros((), jnp.int32), rng=k_state, lam_params=lam_params, decoder_params=decoder_params,
+        lam_opt_state=lam_tx.init(lam_params), decoder_opt_state=decoder_tx.init(decoder_params))
+
+
+def _mse(a, b):
+    return jnp.mean(jnp.square(a - b))
+
+
+def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, decoder_tx, *,
+                     batch_size: int, labeled_batch_size: int, decoder_every: int, beta: float):
+    """Returns step(state, data) -> (state, metrics).
+
+    `data` = {"unlabeled": padded observations, "labeled": padded observations,
+    "labeled_actions": [N, T + 1, A]} (see `clam_jax.data.windows`).
+    """
+    window, target = lam.window, lam.context + 1
+
+    def reconstruction(lam_params, windows):
+        _, prediction = lam.apply(lam_params, windows)
+        return _mse(prediction, windows[:, target])
+
+    def step(state: Stage1State, data):
+        k_unlabeled, k_labeled = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        windows, _, _ = sample_windows(k_unlabeled, data["unlabeled"], batch_size, window)
+        cheat = _mse(windows[:, target - 1], windows[:, target])
+
+        def reconstruction_step(state):
+            recon, grads = jax.value_and_grad(reconstruction)(state.lam_params, windows)
+            updates, lam_opt_state = lam_tx.update(grads, state.lam_opt_state, state.lam_params)
+            state = state.replace(lam_params=optax.apply_updates(state.lam_params, updates),
+                                  lam_opt_state=lam_opt_state)
+            return state, {"loss": recon, "recon_loss": recon, "decoder_loss": jnp.nan,
+                           "lam_grad_norm": optax.global_norm(grads), "decoder_grad_norm": jnp.nan}
+
+        def joint_step(state):
+            labeled, episode, t = sample_windows(k_labeled, data["labeled"], labeled_batch_size, window)
+            actions = data["labeled_actions"][episode, t]
+
+            def loss_fn(lam_params, decoder_params):
+                recon = reconstruction(lam_params, windows)
+                z = lam.apply(lam_params, labeled, method=lam.idm)
+                decoded = _mse(decoder.apply(decoder_params, z), actions)
+                return recon + beta * decoded, (recon, decoded)
+
+            (loss, (recon, decoded)), (lam_grads, decoder_grads) = jax.value_and_grad(
+                loss_fn, argnums=(0, 1), has_aux=True)(state.lam_params, state.decoder_params)
+            lam_updates, lam_opt_state = lam_tx.update(lam_grads, state.lam_opt_state, state.lam_params)
+            decoder_updates, decoder_opt_state = decoder_tx.update(
+                decoder_grads, state.decoder_opt_state, state.decoder_params)
+            state = state.replace(
+                lam_params=optax.apply_updates(state.lam_params, lam_updates),
+                decoder_params=optax.apply_updates(state.decoder_params, decoder_updates),
+                lam_opt_state=lam_opt_state, decoder_opt_state=decoder_opt_state)
+            return state, {"loss": loss, "recon_loss": recon, "decoder_loss": decoded,
+                           "lam_grad_norm": optax.global_norm(lam_grads),
+                           "decoder_grad_norm": optax.global_norm(decoder_grads)}
+
+        state, metrics = jax.lax.cond(state.step % decoder_every == 0, joint_step, reconstruction_step, state)
+        metrics["cheat_loss"] = cheat
+        return state.replace(step=state.step + 1), metrics
+
+    return step
+
+
+def relabel(lam: MLPLatentActionModel, lam_params, padded: np.ndarray, *, batch_size: int) -> np.ndarray:
+    """Latent actions z_t for every transition of padded episodes: [N, T, latent_dim].
+
+    Runs the frozen IDM over fixed-size chunks of episodes (the last chunk padded)
+    so one compiled program serves the whole dataset.
+    """
+    n, steps = padded.shape[0], padded.shape[1] - lam.window + 1
+    chunk = max(1, batch_size // steps)
+
+    @jax.jit
+    def encode(params, episodes):
+        windows = all_windows(episodes, lam.window)
+        return lam.apply(params, windows, method=lam.idm).reshape(episodes.shape[0], steps, -1)
+
+    out = []
+    for start in range(0, n, chunk):
+        part = padded[start:start + chunk]
+        filled = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
+        out.append(np.asarray(encode(lam_params, filled))[: len(part)])
+    return np.concatenate(out)
+
+
+def decoder_error(lam, decoder, lam_params, decoder_params, padded, actions, *, batch_size: int) -> float:
+    """MSE of decoder(IDM(transition)) against the true actions of padded episodes."""
+    latents = relabel(lam, lam_params, padded, batch_size=batch_size)
+    decoded = jax.jit(functools.partial(decoder.apply, decoder_params))(latents)
+    return float(jnp.mean(jnp.square(decoded - actions[:, : latents.shape[1]])))

@@ -1,0 +1,39 @@
+"""Policies learned by regression from observations: BC (to actions) and CLAM stage 2 (to latents)."""
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class PolicyState:
+    step: jax.Array
+    rng: jax.Array
+    params: dict
+    opt_state: optax.OptState
+
+
+def init_policy(rng, model, tx, obs_dim: int) -> PolicyState:
+    k_init, k_state = jax.random.split(rng)
+    params = model.init(k_init, jnp.zeros((1, obs_dim)))
+    return PolicyState(step=jnp.zeros((), jnp.int32), rng=k_state, params=params, opt_state=tx.init(params))
+
+
+def make_policy_step(model, tx, *, batch_size: int):
+    """step(state, data) -> (state, metrics) with data = {"inputs": [M, obs], "targets": [M, out]}."""
+
+    def step(state: PolicyState, data):
+        index = jax.random.randint(jax.random.fold_in(state.rng, state.step), (batch_size,), 0,
+                                   data["inputs"].shape[0])
+        inputs, targets = data["inputs"][index], data["targets"][index]
+
+        def loss_fn(params):
+            return jnp.mean(jnp.square(model.apply(params, inputs) - targets))
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                              opt_state=opt_state)
+        return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    return step

@@ -1,0 +1,1 @@
+"""Flax linen modules. They know nothing of data, files or training."""

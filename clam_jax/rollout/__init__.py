@@ -1,0 +1,1 @@
+"""Batched evaluation in simulation, and policies saved for deployment."""

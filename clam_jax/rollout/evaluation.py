@@ -1,0 +1,40 @@
+"""Success rate of a policy over a fixed set of task variations, all episodes stepped together."""
+import numpy as np
+
+from clam_jax.envs.collection import default_num_workers
+from clam_jax.envs.pool import EnvPool
+
+# Evaluation variations come from their own seed streams, disjoint from the data's
+# and independent of the training seed: "val" is for development, "test" for reporting.
+_SPLIT_STREAMS = {"val": 0x7A1, "test": 0x7E57}
+
+
+def evaluation_seeds(split: str, num_episodes: int) -> list[int]:
+    return [int(np.random.SeedSequence([_SPLIT_STREAMS[split], i]).generate_state(1)[0])
+            for i in range(num_episodes)]
+
+
+def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, action_repeat: int,
+             num_workers: int = 0, videos: int = 0) -> dict:
+    """Runs `act(observations [N, D]) -> actions [N, A]` for one episode in each variation.
+
+    Returns per-episode successes and returns, the success rate, and `frames`
+    ([videos, T + 1, H, W, 3] uint8) when videos > 0.
+    """
+    with EnvPool(task, num_episodes, max_steps=max_steps, action_repeat=action_repeat,
+                 num_workers=num_workers or default_num_workers()) as pool:
+        obs = pool.reset(evaluation_seeds(split, num_episodes))
+        success = np.zeros(num_episodes, bool)
+        returns = np.zeros(num_episodes)
+        frames = [pool.render(range(videos))] if videos else []
+        for _ in range(max_steps):
+            obs, reward, step_success = pool.step(np.asarray(act(obs)))
+            success |= step_success
+            returns += reward
+            if videos:
+                frames.append(pool.render(range(videos)))
+    result = {"success_rate": float(success.mean()), "num_episodes": num_episodes,
+              "successes": success.tolist(), "returns": returns.tolist(), "split": split}
+    if videos:
+        result["frames"] = np.stack([np.stack(f) for f in frames], axis=1)
+    return result

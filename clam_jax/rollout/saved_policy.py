@@ -1,0 +1,56 @@
+"""Self-describing saved policies: parameters plus everything needed to act.
+
+`<dir>/policy.json` holds the method, task, model shapes, observation
+normalization and the training config; `<dir>/params` the orbax-saved
+parameters. `load_policy` rebuilds a jitted obs -> action function from these
+alone, so evaluation needs no config or dataset.
+"""
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from clam_jax.data.statistics import Normalizer
+from clam_jax.errors import DataError
+from clam_jax.models.lam import ActionDecoder, MLPPolicy
+
+SPEC_FILE = "policy.json"
+
+
+def policy_exists(directory) -> bool:
+    return (Path(directory) / SPEC_FILE).exists()
+
+
+def save_policy(directory, params: dict, spec: dict) -> None:
+    """Saves `params` ({"policy": ..., optionally "decoder": ...}) and `spec`; the spec is written last."""
+    directory = Path(directory).absolute()
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(directory / "params", params, force=True)
+    checkpointer.wait_until_finished()
+    (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+
+
+def make_act_fn(spec: dict, params: dict):
+    """A jitted function from raw observations [N, D] to environment actions [N, A]."""
+    normalizer = Normalizer.from_dict(spec["normalizer"])
+    policy = MLPPolicy(**spec["policy"])
+    decoder = ActionDecoder(**spec["decoder"]) if spec.get("decoder") else None
+
+    @jax.jit
+    def act(params, obs):
+        out = policy.apply(params["policy"], normalizer(jnp.asarray(obs, jnp.float32)))
+        return decoder.apply(params["decoder"], out) if decoder is not None else out
+
+    return lambda obs: act(params, obs)
+
+
+def load_policy(directory):
+    """Returns (act_fn, spec) for a policy saved by `save_policy`."""
+    directory = Path(directory).absolute()
+    if not policy_exists(directory):
+        raise DataError(f"No saved policy in {directory}; train one with `python -m clam_jax.train`.")
+    spec = json.loads((directory / SPEC_FILE).read_text())
+    params = ocp.StandardCheckpointer().restore(directory / "params")
+    return make_act_fn(spec, params), spec

@@ -1,0 +1,244 @@
+"""Runs the whole CLAM pipeline and its reference points on one task.
+
+  python -m clam_jax.train --config=configs/metaworld.py:quick --workdir=runs/quick
+
+Stages: collect (if the datasets are missing) -> CLAM stage 1 (LAM + joint
+action decoder) -> relabel D_unlabeled_expert with the frozen IDM -> stage 2
+latent policy -> evaluation; plus BC on D_labeled (`bc`) and privileged BC on
+D_unlabeled_expert's true actions (`bc_expert`). Every stage is skipped when
+its output is in the workdir and resumes from its last checkpoint when it was
+interrupted. Results go to `<workdir>/results.json`.
+"""
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from clam_jax.cli import FLAGS, run_cli
+from clam_jax.collect import collect_datasets, data_dir
+from clam_jax.data.episodes import Episodes, read_episodes
+from clam_jax.data.statistics import Normalizer
+from clam_jax.data.windows import pad_episodes
+from clam_jax.errors import DataError
+from clam_jax.methods import clam
+from clam_jax.methods.policy import init_policy, make_policy_step
+from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel, MLPPolicy
+from clam_jax.rollout.evaluation import evaluate
+from clam_jax.rollout.saved_policy import load_policy, policy_exists, save_policy
+from clam_jax.rollout.videos import save_videos
+from clam_jax.training.checkpoints import TrainStateCheckpoints
+from clam_jax.training.loop import train
+from clam_jax.training.metrics import MetricWriter
+from clam_jax.training.optim import make_optimizer
+from clam_jax.validation import validate_config
+
+# The dataset each method imitates: (observations and action labels) for the policy stage.
+_POLICY_DATA = {"bc": "labeled", "bc_expert": "expert"}
+
+
+class StageLog:
+    """`<workdir>/<method>/summary.json`: one entry per finished stage, so reruns skip it."""
+
+    def __init__(self, directory: Path):
+        self.path = directory / "summary.json"
+        self.entries = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def done(self, stage: str) -> bool:
+        return stage in self.entries
+
+    def record(self, stage: str, entry: dict) -> None:
+        self.entries[stage] = entry
+        if jax.process_index() == 0:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.entries, indent=2))
+
+
+def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
+    stats = collect_datasets(config, workdir)
+    datasets = {name: read_episodes(data_dir(workdir) / name) for name in stats}
+    for name, episodes in datasets.items():
+        obs_dim, act_dim = episodes.observations.shape[-1], episodes.actions.shape[-1]
+        if (obs_dim, act_dim) != (config.obs_dim, config.action_dim):
+            raise DataError(
+                f"Dataset {name} has observations of size {obs_dim} and actions of size {act_dim}, but the "
+                f"config expects {config.obs_dim} and {config.action_dim}; use a workdir made with this config.")
+    return datasets, stats
+
+
+def _lam_and_decoder(config):
+    lam = MLPLatentActionModel(obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim,
+                               hidden=tuple(config.lam.hidden), context=config.lam.context,
+                               future=config.lam.future)
+    decoder = ActionDecoder(action_dim=config.action_dim, embed_dim=config.decoder.embed_dim,
+                            hidden=tuple(config.decoder.hidden))
+    return lam, decoder
+
+
+def train_stage1(config, workdir: Path, datasets, normalizer) -> clam.Stage1State:
+    lam, decoder = _lam_and_decoder(config)
+    s1 = config.stage1
+    lam_tx = make_optimizer(lr=s1.lr, weight_decay=s1.weight_decay, warmup=s1.warmup, clip=s1.clip)
+    decoder_tx = make_optimizer(lr=s1.decoder_lr, weight_decay=s1.decoder_weight_decay, warmup=s1.warmup,
+                                clip=s1.clip)
+    state = clam.init_stage1(jax.random.key(config.seed), lam, decoder, lam_tx, decoder_tx)
+    step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
+                                 labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
+                                 beta=s1.beta)
+    pad = lambda eps: pad_episodes(normalizer(eps.observations), config.lam.context, config.lam.future)
+    data = jax.device_put({"unlabeled": pad(datasets["unlabeled"]), "labeled": pad(datasets["labeled"]),
+                           "labeled_actions": datasets["labeled"].actions})
+    checkpoints = TrainStateCheckpoints(workdir / "clam" / "checkpoints" / "stage1")
+    writer = MetricWriter(workdir, "clam/stage1")
+    state = train(state, step, data, num_steps=s1.steps, steps_per_dispatch=config.train.steps_per_dispatch,
+                  log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
+                  checkpoints=checkpoints, writer=writer, desc="clam stage 1")
+    writer.close()
+    checkpoints.close()
+    return state
+
+
+def train_policy(config, workdir: Path, name: str, model, inputs, targets, seed_offset: int):
+    p = config.policy
+    tx = make_optimizer(lr=p.lr, weight_decay=p.weight_decay, warmup=p.warmup, clip=p.clip)
+    state = init_policy(jax.random.key(config.seed + seed_offset), model, tx, inputs.shape[-1])
+    data = jax.device_put({"inputs": inputs, "targets": targets})
+    checkpoints = TrainStateCheckpoints(workdir / name / "checkpoints" / "policy")
+    writer = MetricWriter(workdir, f"{name}/policy")
+    state = train(state, make_policy_step(model, tx, batch_size=p.batch_size), data, num_steps=p.steps,
+                  steps_per_dispatch=config.train.steps_per_dispatch, log_every=config.train.log_every,
+                  checkpoint_every=config.train.checkpoint_every, checkpoints=checkpoints, writer=writer,
+                  desc=f"{name} policy")
+    writer.close()
+    checkpoints.close()
+    return state
+
+
+def _policy_spec(config, method, normalizer, out_dim, squash, decoder=None) -> dict:
+    return {"method": method, "task": config.task, "obs_dim": config.obs_dim, "action_dim": config.action_dim,
+            "max_steps": config.max_steps, "action_repeat": config.action_repeat,
+            "normalizer": normalizer.to_dict(),
+            "policy": {"out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash},
+            "decoder": decoder, "config": config.to_dict()}
+
+
+def _transitions(observations: np.ndarray, normalizer) -> np.ndarray:
+    """Normalized o_t for t in 0..T-1, flattened over episodes."""
+    return normalizer(observations[:, :-1]).reshape(-1, observations.shape[-1])
+
+
+def run_clam(config, workdir: Path, datasets, normalizer, log: StageLog) -> None:
+    if policy_exists(workdir / "clam" / "policy"):
+        return
+    lam, decoder = _lam_and_decoder(config)
+    start = time.perf_counter()
+    stage1 = train_stage1(config, workdir, datasets, normalizer)
+    if not log.done("stage1"):
+        pad = lambda eps: pad_episodes(normalizer(eps.observations), config.lam.context, config.lam.future)
+        errors = {f"decoder_mse_{name}": clam.decoder_error(
+            lam, decoder, stage1.lam_params, stage1.decoder_params, pad(datasets[name]), datasets[name].actions,
+            batch_size=config.train.relabel_batch_size) for name in ("labeled", "expert")}
+        last = _last_metrics(workdir, "clam/stage1")
+        log.record("stage1", {"wall_time_s": time.perf_counter() - start, "steps": config.stage1.steps,
+                              "recon_loss": last.get("recon_loss"), "cheat_loss": last.get("cheat_loss"),
+                              "steps_per_s": last.get("steps_per_s"), **errors})
+
+    start = time.perf_counter()
+    expert = datasets["expert"]
+    padded = pad_episodes(normalizer(expert.observations), config.lam.context, config.lam.future)
+    latents = clam.relabel(lam, stage1.lam_params, padded, batch_size=config.train.relabel_batch_size)
+    log.record("relabel", {"wall_time_s": time.perf_counter() - start, "transitions": int(latents[..., 0].size)})
+
+    start = time.perf_counter()
+    policy = MLPPolicy(out_dim=config.lam.latent_dim, hidden=tuple(config.policy.hidden))
+    inputs = _transitions(expert.observations, normalizer)
+    state = train_policy(config, workdir, "clam", policy, inputs, latents.reshape(len(inputs), -1), 1)
+    decoder_spec = {"action_dim": config.action_dim, "embed_dim": config.decoder.embed_dim,
+                    "hidden": list(config.decoder.hidden)}
+    spec = _policy_spec(config, "clam", normalizer, config.lam.latent_dim, False, decoder_spec)
+    save_policy(workdir / "clam" / "policy", {"policy": state.params, "decoder": stage1.decoder_params}, spec)
+    log.record("stage2", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
+
+
+def run_bc(config, workdir: Path, method: str, datasets, normalizer, log: StageLog) -> None:
+    if policy_exists(workdir / method / "policy"):
+        return
+    start = time.perf_counter()
+    episodes = datasets[_POLICY_DATA[method]]
+    inputs = _transitions(episodes.observations, normalizer)
+    targets = episodes.actions[:, :-1].reshape(len(inputs), -1)
+    model = MLPPolicy(out_dim=config.action_dim, hidden=tuple(config.policy.hidden), squash=True)
+    state = train_policy(config, workdir, method, model, inputs, targets, 2)
+    spec = _policy_spec(config, method, normalizer, config.action_dim, True)
+    save_policy(workdir / method / "policy", {"policy": state.params}, spec)
+    log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps,
+                          "episodes": episodes.num_episodes})
+
+
+def _last_metrics(workdir: Path, stage: str) -> dict:
+    path = workdir / "metrics.jsonl"
+    last = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record["stage"] == stage:
+                last = record
+    return last
+
+
+def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict:
+    if not log.done("eval"):
+        start = time.perf_counter()
+        act, _ = load_policy(workdir / method / "policy")
+        result = evaluate(act, config.task, num_episodes=config.eval.episodes, split=config.eval.split,
+                          max_steps=config.max_steps, action_repeat=config.action_repeat,
+                          num_workers=config.eval.num_workers, videos=config.eval.videos)
+        frames = result.pop("frames", None)
+        if frames is not None:
+            save_videos(workdir / method / "videos", frames)
+        log.record("eval", {"wall_time_s": time.perf_counter() - start, **result})
+    return log.entries["eval"]
+
+
+def run(config, workdir) -> list[dict]:
+    """Runs every stage that is not yet done and returns the rows of results.json."""
+    validate_config(config)
+    workdir = Path(workdir)
+    datasets, stats = load_datasets(config, workdir)
+    normalizer = Normalizer.from_statistics(stats["unlabeled"])
+    rows = []
+    for method in config.methods:
+        log = StageLog(workdir / method)
+        if method == "clam":
+            run_clam(config, workdir, datasets, normalizer, log)
+        else:
+            run_bc(config, workdir, method, datasets, normalizer, log)
+        result = run_evaluation(config, workdir, method, log)
+        rows.append({"task": config.task, "method": method, "success_rate": result["success_rate"],
+                     "num_episodes": result["num_episodes"], "seed": config.seed, "split": result["split"],
+                     "return_mean": float(np.mean(result["returns"])),
+                     "wall_time_s": {k: v["wall_time_s"] for k, v in log.entries.items()},
+                     **({"stage1": log.entries["stage1"]} if method == "clam" else {})})
+    if jax.process_index() == 0:
+        payload = {"config": config.to_dict(), "datasets": {
+            name: {k: s[k] for k in ("num_episodes", "success_rate", "return_mean")} for name, s in stats.items()},
+            "results": rows}
+        (workdir / "results.json").write_text(json.dumps(payload, indent=2))
+        for row in rows:
+            print(f"{row['method']:>10}: success {row['success_rate']:.2f} over {row['num_episodes']} episodes")
+    return rows
+
+
+def main(argv):
+    del argv
+    if FLAGS.config is not None and FLAGS.config.eval.videos:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    run_cli(lambda: run(FLAGS.config, FLAGS.workdir))
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    app.run(main)

@@ -1,0 +1,1 @@
+"""The generic training loop, optimizers, checkpoints and metric writers."""

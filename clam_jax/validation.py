@@ -1,0 +1,39 @@
+"""Checks run on a config before anything is collected or compiled."""
+from clam_jax.envs.behaviors import check_behavior
+from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
+from clam_jax.errors import ConfigError
+
+KNOWN_METHODS = ("clam", "bc", "bc_expert")
+
+
+def validate_config(config) -> None:
+    """Raises ConfigError with one sentence naming the problem and the fix."""
+    check_task(config.task)
+    if (config.obs_dim, config.action_dim) != (OBS_DIM, ACTION_DIM):
+        raise ConfigError(
+            f"config.obs_dim={config.obs_dim} and config.action_dim={config.action_dim} do not match "
+            f"MetaWorld state observations ({OBS_DIM}) and actions ({ACTION_DIM}); set them to those values.")
+    for name in ("unlabeled", "labeled", "expert"):
+        spec = config.data[name]
+        if spec.episodes < 1:
+            raise ConfigError(f"config.data.{name}.episodes must be at least 1, got {spec.episodes}.")
+        for behavior in spec.behaviors:
+            check_behavior(behavior)
+    for method in config.methods:
+        if method not in KNOWN_METHODS:
+            raise ConfigError(f"Unknown method {method!r} in config.methods; use some of {KNOWN_METHODS}.")
+    if config.lam.context < 0 or config.lam.future < 0:
+        raise ConfigError("config.lam.context and config.lam.future must be >= 0.")
+    k = config.train.steps_per_dispatch
+    for key in ("log_every", "checkpoint_every"):
+        if config.train[key] % k:
+            raise ConfigError(
+                f"config.train.{key}={config.train[key]} must be a multiple of "
+                f"config.train.steps_per_dispatch={k}.")
+    for section in ("stage1", "policy"):
+        if config[section].steps % k:
+            raise ConfigError(
+                f"config.{section}.steps={config[section].steps} must be a multiple of "
+                f"config.train.steps_per_dispatch={k}.")
+    if config.eval.split not in ("val", "test"):
+        raise ConfigError(f"config.eval.split must be 'val' or 'test', got {config.eval.split!r}.")

@@ -1,0 +1,72 @@
+"""Data generation in real MetaWorld: episode layout, determinism, the data regime, bad configs."""
+import numpy as np
+import pytest
+
+from clam_jax.collect import collect_datasets, data_dir
+from clam_jax.data.episodes import read_episodes
+from clam_jax.envs.behaviors import check_behavior
+from clam_jax.envs.collection import episode_spec, run_episode
+from clam_jax.envs.metaworld import MetaWorldTask, check_task
+from clam_jax.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def env():
+    return MetaWorldTask("assembly-v3", max_steps=10, action_repeat=2)
+
+
+def test_episode_layout_and_determinism(env):
+    spec = episode_spec(seed=3, stream=0, index=5, behaviors=("expert_noise0.5",))
+    first, second = run_episode(env, spec), run_episode(env, spec)
+    assert first["observations"].shape == (11, 39) and first["actions"].shape == (11, 4)
+    assert (first["actions"][-1] == 0).all() and (np.abs(first["actions"]) <= 1).all()
+    for key in ("observations", "actions", "rewards"):
+        np.testing.assert_array_equal(first[key], second[key])
+    other = run_episode(env, episode_spec(seed=4, stream=0, index=5, behaviors=("expert_noise0.5",)))
+    assert not np.array_equal(other["observations"][0], first["observations"][0])  # another task variation
+
+
+def test_action_repeat_and_episode_length(env):
+    env.reset(0)
+    for _ in range(10):
+        env.step(np.zeros(4))
+    assert env._env.curr_path_length == 20  # 10 policy steps x action repeat 2
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(4))
+
+
+def test_expert_solves_the_task_within_100_policy_steps():
+    env = MetaWorldTask("assembly-v3", max_steps=100, action_repeat=2)
+    episode = run_episode(env, episode_spec(seed=0, stream=2, index=0, behaviors=("expert",)))
+    assert episode["success"]
+
+
+def test_datasets_are_deterministic_whatever_the_worker_count(tiny_config, tmp_path):
+    one, two = tiny_config(), tiny_config()
+    one.data.num_workers, two.data.num_workers = 1, 2
+    stats = collect_datasets(one, tmp_path / "a")
+    collect_datasets(two, tmp_path / "b")
+    for name in ("unlabeled", "labeled", "expert"):
+        a, b = read_episodes(data_dir(tmp_path / "a") / name), read_episodes(data_dir(tmp_path / "b") / name)
+        np.testing.assert_array_equal(a.observations, b.observations)
+        np.testing.assert_array_equal(a.actions, b.actions)
+    labeled = read_episodes(data_dir(tmp_path / "a") / "labeled")
+    assert not labeled.success.any() and stats["labeled"]["success_rate"] == 0.0
+    assert stats["unlabeled"]["num_episodes"] == 12 and len(stats["unlabeled"]["behaviors"]) == 6
+    assert stats["expert"]["steps_per_episode"] == 20
+
+
+def test_workdir_made_for_another_task_is_refused(tiny_config, tmp_path):
+    config = tiny_config()
+    config.data.unlabeled.episodes = config.data.labeled.episodes = config.data.expert.episodes = 1
+    collect_datasets(config, tmp_path)
+    config.task = "bin-picking-v3"
+    with pytest.raises(DataError, match="another config.*new --workdir"):
+        collect_datasets(config, tmp_path)
+
+
+def test_unknown_task_and_behaviour_are_named():
+    with pytest.raises(ConfigError, match="Unknown MetaWorld task 'assembly-v9'.*assembly-v3"):
+        check_task("assembly-v9")
+    with pytest.raises(ConfigError, match="Unknown behaviour 'expert_noisy'"):
+        check_behavior("expert_noisy")

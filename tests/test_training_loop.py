@@ -1,0 +1,80 @@
+"""Checkpoint round trips, resumption, and the non-finite loss guard of the training loop."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from clam_jax.errors import NonFiniteLossError
+from clam_jax.methods.policy import init_policy, make_policy_step
+from clam_jax.models.lam import MLPPolicy
+from clam_jax.training.checkpoints import TrainStateCheckpoints
+from clam_jax.training.loop import make_multi_step, train
+from clam_jax.training.optim import make_optimizer
+
+
+def regression_problem():
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(256, 5)).astype(np.float32)
+    targets = np.tanh(inputs @ rng.normal(size=(5, 2))).astype(np.float32)
+    model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
+    tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
+    state = init_policy(jax.random.key(0), model, tx, 5)
+    step = make_policy_step(model, tx, batch_size=32)
+    return state, step, {"inputs": inputs, "targets": targets}
+
+
+def run(state, step, data, num_steps, checkpoints=None):
+    return train(state, step, data, num_steps=num_steps, steps_per_dispatch=10, log_every=20,
+                 checkpoint_every=20, checkpoints=checkpoints)
+
+
+def as_numpy(x):
+    return np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+
+
+def assert_same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(as_numpy(x), as_numpy(y))
+
+
+def test_policy_loss_falls():
+    state, step, data = regression_problem()
+    multi_step = make_multi_step(step, 50)
+    state, first = multi_step(state, data)
+    for _ in range(5):
+        state, last = multi_step(state, data)
+    assert last["loss"] < 0.3 * first["loss"]
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state, step, data = regression_problem()
+    state = run(state, step, data, 20)
+    checkpoints = TrainStateCheckpoints(tmp_path / "ckpt")
+    checkpoints.save(20, state)
+    fresh, _, _ = regression_problem()
+    restored = checkpoints.restore(fresh)
+    assert checkpoints.latest_step() == 20 and int(restored.step) == 20
+    assert_same(restored, state)
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path):
+    state, step, data = regression_problem()
+    straight = run(state, step, data, 60)
+    state, step, data = regression_problem()
+    run(state, step, data, 40, TrainStateCheckpoints(tmp_path / "ckpt"))  # "killed" after step 40
+    state, step, data = regression_problem()
+    resumed = run(state, step, data, 60, TrainStateCheckpoints(tmp_path / "ckpt"))
+    assert int(resumed.step) == 60
+    assert_same(resumed.params, straight.params)
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    state, step, data = regression_problem()
+    checkpoints = TrainStateCheckpoints(tmp_path / "ckpt")
+    good = run(state, step, data, 20, checkpoints)
+    poisoned = {"inputs": data["inputs"], "targets": np.full_like(data["targets"], np.nan)}
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint is kept"):
+        run(good, step, poisoned, 60, checkpoints)
+    assert checkpoints.latest_step() == 20
+    assert_same(checkpoints.restore(good).params, good.params)
+    assert jnp.isfinite(jax.tree.leaves(checkpoints.restore(good).params)[0]).all()
