@@ -83,3 +83,38 @@ def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
         write_episodes(root / name, make_episodes(obs_dim=12), {"num_episodes": 3})
     with pytest.raises(DataError, match="observations of size 12.*expects 39"):
         load_datasets(config, tmp_path)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    import shutil
+    import signal
+    import time
+
+    overrides = ["--config=configs/metaworld.py:tiny", "--config.stage1.steps=3000",
+                 "--config.train.checkpoint_every=100", "--config.train.log_every=100"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert cli("clam_jax.train", *overrides, f"--workdir={straight}").returncode == 0
+    shutil.copytree(straight / "data", killed / "data")
+
+    proc = subprocess.Popen([sys.executable, "-m", "clam_jax.train", *overrides, f"--workdir={killed}"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = killed / "clam" / "checkpoints" / "stage1"
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(p.name.isdigit() and int(p.name) >= 500
+                                             for p in checkpoints.glob("*")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "clam" / "policy").exists(), "the run finished before it could be killed"
+
+    resumed = cli("clam_jax.train", *overrides, f"--workdir={killed}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((straight / "results.json").read_text())["results"]
+    b = json.loads((killed / "results.json").read_text())["results"]
+    for x, y in zip(a, b):
+        assert x["success_rate"] == y["success_rate"]
+        np.testing.assert_allclose(x["return_mean"], y["return_mean"], rtol=1e-6)
+    sa = json.loads((straight / "clam" / "summary.json").read_text())["stage1"]
+    sb = json.loads((killed / "clam" / "summary.json").read_text())["stage1"]
+    assert sa["decoder_mse_expert"] == sb["decoder_mse_expert"]

@@ -81,7 +81,13 @@ class MetaWorldTask:
         if getattr(self, "_renderer", None) is None:
             self._renderer = mujoco.Renderer(self._env.model, height=height, width=width)
         self._renderer.update_scene(self._env.data, camera="corner")
-        return self._renderer.render()[::-1].copy()
+        return self._renderer.render()[::-1].copy()  # the corner camera renders upside down
+
+    def close(self) -> None:
+        if getattr(self, "_renderer", None) is not None:
+            self._renderer.close()
+            self._renderer = None
+        self._env.close()
 
 
 def expert_policy(task: str):

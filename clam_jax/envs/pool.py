@@ -26,6 +26,8 @@ def _worker(conn, task: str, count: int, max_steps: int, action_repeat: int) -> 
         elif command == "render":
             conn.send([envs[i].render(*payload[1]) for i in payload[0]])
         elif command == "close":
+            for env in envs:
+                env.close()
             conn.close()
             return
 
