@@ -70,3 +70,23 @@ def test_unknown_task_and_behaviour_are_named():
         check_task("assembly-v9")
     with pytest.raises(ConfigError, match="Unknown behaviour 'expert_noisy'"):
         check_behavior("expert_noisy")
+
+
+@pytest.mark.parametrize("behavior", ["expert_ou0.5", "expert_offset0.1", "random", "expert_noise1.0"])
+def test_non_expert_behaviours_act_in_range_and_vary(env, behavior):
+    episodes = [run_episode(env, episode_spec(seed=0, stream=1, index=i, behaviors=(behavior,))) for i in range(3)]
+    actions = np.concatenate([e["actions"] for e in episodes])
+    assert (np.abs(actions) <= 1).all() and actions.std() > 0.05
+
+
+def test_correlated_noise_is_smoother_than_iid_noise():
+    from clam_jax.envs.behaviors import make_behavior
+
+    obs = np.zeros(39, np.float32)
+    obs[:3] = [0.0, 0.6, 0.2]
+    steps = {}
+    for name in ("expert_ou0.3", "expert_noise0.3"):
+        act = make_behavior(name, "reach-v3", np.random.default_rng(0))
+        actions = np.stack([act(obs) for _ in range(200)])
+        steps[name] = np.abs(np.diff(actions, axis=0)).mean()
+    assert steps["expert_ou0.3"] < 0.5 * steps["expert_noise0.3"]

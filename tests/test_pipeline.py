@@ -45,8 +45,12 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     assert json.loads((workdir / "results.json").read_text())["results"] == results["results"]
 
     # The saved policy is self-describing: evaluate needs only its directory.
-    evaluated = cli("clam_jax.evaluate", f"--policy={workdir / 'clam' / 'policy'}", "--episodes=4")
+    evaluated = cli("clam_jax.evaluate", f"--policy={workdir / 'clam' / 'policy'}", "--episodes=4", "--videos=1")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    import imageio
+
+    gif = imageio.mimread(workdir / "clam" / "policy" / "videos_test" / "episode_0.gif")
+    assert len(gif) == 21 and gif[0].shape[:2] == (128, 128)  # reset frame + 20 steps
     standalone = json.loads((workdir / "clam" / "policy" / "evaluation_test.json").read_text())
     in_pipeline = json.loads((workdir / "clam" / "summary.json").read_text())["eval"]
     np.testing.assert_allclose(standalone["returns"], in_pipeline["returns"], rtol=1e-5)
