@@ -87,17 +87,28 @@ def train_stage1(config, workdir: Path, datasets, normalizer) -> clam.Stage1Stat
     step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
                                  labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
                                  beta=s1.beta)
-    pad = lambda eps: pad_episodes(normalizer(eps.observations), config.lam.context, config.lam.future)
-    data = jax.device_put({"unlabeled": pad(datasets["unlabeled"]), "labeled": pad(datasets["labeled"]),
+    data = jax.device_put({"unlabeled": _padded(config, normalizer, datasets["unlabeled"]),
+                           "labeled": _padded(config, normalizer, datasets["labeled"]),
                            "labeled_actions": datasets["labeled"].actions})
-    checkpoints = TrainStateCheckpoints(workdir / "clam" / "checkpoints" / "stage1")
-    writer = MetricWriter(workdir, "clam/stage1")
-    state = train(state, step, data, num_steps=s1.steps, steps_per_dispatch=config.train.steps_per_dispatch,
-                  log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
-                  checkpoints=checkpoints, writer=writer, desc="clam stage 1")
-    writer.close()
-    checkpoints.close()
-    return state
+    return _train_stage(config, workdir, state, step, data, s1.steps, "clam", "stage1")
+
+
+def _train_stage(config, workdir: Path, state, step, data, num_steps: int, method: str, stage: str):
+    """Trains with checkpoints in `<workdir>/<method>/checkpoints/<stage>` and metrics tagged `<method>/<stage>`."""
+    checkpoints = TrainStateCheckpoints(workdir / method / "checkpoints" / stage)
+    writer = MetricWriter(workdir, f"{method}/{stage}")
+    try:
+        return train(state, step, data, num_steps=num_steps, steps_per_dispatch=config.train.steps_per_dispatch,
+                     log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
+                     checkpoints=checkpoints, writer=writer, desc=f"{method} {stage}")
+    finally:
+        writer.close()
+        checkpoints.close()
+
+
+def _padded(config, normalizer, episodes: Episodes) -> np.ndarray:
+    """Normalized observations padded for the LAM's windows (see `clam_jax.data.windows`)."""
+    return pad_episodes(normalizer(episodes.observations), config.lam.context, config.lam.future)
 
 
 def train_policy(config, workdir: Path, name: str, model, inputs, targets, seed_offset: int):
@@ -105,15 +116,8 @@ def train_policy(config, workdir: Path, name: str, model, inputs, targets, seed_
     tx = make_optimizer(lr=p.lr, weight_decay=p.weight_decay, warmup=p.warmup, clip=p.clip)
     state = init_policy(jax.random.key(config.seed + seed_offset), model, tx, inputs.shape[-1])
     data = jax.device_put({"inputs": inputs, "targets": targets})
-    checkpoints = TrainStateCheckpoints(workdir / name / "checkpoints" / "policy")
-    writer = MetricWriter(workdir, f"{name}/policy")
-    state = train(state, make_policy_step(model, tx, batch_size=p.batch_size), data, num_steps=p.steps,
-                  steps_per_dispatch=config.train.steps_per_dispatch, log_every=config.train.log_every,
-                  checkpoint_every=config.train.checkpoint_every, checkpoints=checkpoints, writer=writer,
-                  desc=f"{name} policy")
-    writer.close()
-    checkpoints.close()
-    return state
+    step = make_policy_step(model, tx, batch_size=p.batch_size)
+    return _train_stage(config, workdir, state, step, data, p.steps, name, "policy")
 
 
 def _policy_spec(config, method, normalizer, out_dim, squash, decoder=None) -> dict:
@@ -136,10 +140,9 @@ def run_clam(config, workdir: Path, datasets, normalizer, log: StageLog) -> None
     start = time.perf_counter()
     stage1 = train_stage1(config, workdir, datasets, normalizer)
     if not log.done("stage1"):
-        pad = lambda eps: pad_episodes(normalizer(eps.observations), config.lam.context, config.lam.future)
         errors = {f"decoder_mse_{name}": clam.decoder_error(
-            lam, decoder, stage1.lam_params, stage1.decoder_params, pad(datasets[name]), datasets[name].actions,
-            batch_size=config.train.relabel_batch_size) for name in ("labeled", "expert")}
+            lam, decoder, stage1.lam_params, stage1.decoder_params, _padded(config, normalizer, datasets[name]),
+            datasets[name].actions, batch_size=config.train.relabel_batch_size) for name in ("labeled", "expert")}
         last = _last_metrics(workdir, "clam/stage1")
         log.record("stage1", {"wall_time_s": time.perf_counter() - start, "steps": config.stage1.steps,
                               "recon_loss": last.get("recon_loss"), "cheat_loss": last.get("cheat_loss"),
@@ -147,8 +150,8 @@ def run_clam(config, workdir: Path, datasets, normalizer, log: StageLog) -> None
 
     start = time.perf_counter()
     expert = datasets["expert"]
-    padded = pad_episodes(normalizer(expert.observations), config.lam.context, config.lam.future)
-    latents = clam.relabel(lam, stage1.lam_params, padded, batch_size=config.train.relabel_batch_size)
+    latents = clam.relabel(lam, stage1.lam_params, _padded(config, normalizer, expert),
+                           batch_size=config.train.relabel_batch_size)
     log.record("relabel", {"wall_time_s": time.perf_counter() - start, "transitions": int(latents[..., 0].size)})
 
     start = time.perf_counter()
