@@ -7,6 +7,7 @@ D_unlabeled_expert), each a TFDS RLDS dataset with a `statistics.json`.
 Datasets already present are kept.
 """
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +84,10 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
         with EpisodeCollector(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat,
                               num_workers=config.data.num_workers) as collector:
             for name in missing:
+                start = time.perf_counter()
                 episodes = collect_dataset(collector, config, name)
-                stats = dataset_statistics(episodes)
+                stats = {**dataset_statistics(episodes), "collect_wall_time_s": time.perf_counter() - start,
+                         "collect_workers": collector.num_workers}
                 write_episodes(root / name, episodes, stats)
                 print(f"{name}: {stats['num_episodes']} episodes, success rate "
                       f"{stats['success_rate']:.2f}, return {stats['return_mean']:.1f}")

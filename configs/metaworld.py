@@ -28,9 +28,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         behaviors=("expert", "expert_noise0.1", "expert_noise0.3", "expert_noise0.5",
                    "expert_noise1.0", "random"),
         only_failures=False)
+    # Play data: the expert with temporally correlated (OU) noise, plus random actions, failed
+    # episodes only. Measured on assembly-v3 (quick preset, val variations): with i.i.d.-noise play
+    # instead, CLAM fell from 0.65 to 0.07-0.17 success (README, "Measurements").
     c.data.labeled = dict(
         episodes=100,
-        behaviors=("expert_noise0.3", "expert_noise0.5", "expert_noise1.0", "random"),
+        behaviors=("expert_ou0.3", "expert_ou0.5", "expert_ou1.0", "random"),
         only_failures=True)
     c.data.expert = dict(episodes=100, behaviors=("expert",), only_failures=False)
 
@@ -38,7 +41,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.lam.hidden = (1024, 1024)
     c.lam.latent_dim = 16
     c.lam.context = 1  # H past frames: the IDM sees o[t-H .. t+1], the FDM o[t-H .. t]
-    c.lam.future = 0  # extra frames after o[t+1] shown to the IDM only
+    c.lam.future = 0  # frames after o[t+1] shown to the IDM only (not in the paper; quick uses 2)
 
     c.decoder = ml_collections.ConfigDict()
     c.decoder.embed_dim = 512
@@ -86,6 +89,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.data.unlabeled.episodes = 400
         c.data.labeled.episodes = 100
         c.lam.hidden = (512, 512)
+        c.lam.future = 2  # the hand lags its command: o[t+2], o[t+3] reveal a_t (README, "Measurements")
         c.decoder.embed_dim = 128
         c.decoder.hidden = (512, 512)
         c.stage1.steps = 20_000

@@ -36,6 +36,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     stage1 = rows["clam"]["stage1"]
     assert np.isfinite([stage1["recon_loss"], stage1["cheat_loss"], stage1["decoder_mse_expert"]]).all()
     assert results["datasets"]["labeled"]["success_rate"] == 0.0
+    assert results["datasets"]["expert"]["collect_wall_time_s"] > 0
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert {"recon_loss", "cheat_loss", "decoder_loss", "lam_grad_norm", "steps_per_s"} <= set(metrics[0])
 
@@ -90,7 +91,6 @@ def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
         load_datasets(config, tmp_path)
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
     import shutil
     import signal
@@ -123,3 +123,16 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
     sa = json.loads((straight / "clam" / "summary.json").read_text())["stage1"]
     sb = json.loads((killed / "clam" / "summary.json").read_text())["stage1"]
     assert sa["decoder_mse_expert"] == sb["decoder_mse_expert"]
+
+
+@pytest.mark.slow
+def test_quick_preset_learns_a_grounded_latent_space(tmp_path):
+    """The README's main command (minutes on 2 cores): reconstruction beats the identity shortcut,
+    and the jointly trained decoder recovers the play data's actions far better than their mean."""
+    done = cli("clam_jax.train", "--config=configs/metaworld.py:quick", f"--workdir={tmp_path}", timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    stage1 = {row["method"]: row for row in results["results"]}["clam"]["stage1"]
+    assert stage1["recon_loss"] < 0.5 * stage1["cheat_loss"]
+    labeled = json.loads((tmp_path / "data" / "labeled" / "statistics.json").read_text())
+    assert stage1["decoder_mse_labeled"] < 0.5 * np.mean(np.square(labeled["action_std"]))
