@@ -9,6 +9,7 @@ D_unlabeled_expert's true actions (`bc_expert`). Every stage is skipped when
 its output is in the workdir and resumes from its last checkpoint when it was
 interrupted. Results go to `<workdir>/results.json`.
 """
+import functools
 import json
 import os
 import time
@@ -33,6 +34,7 @@ from clam_jax.training.checkpoints import TrainStateCheckpoints
 from clam_jax.training.loop import train
 from clam_jax.training.metrics import MetricWriter
 from clam_jax.training.optim import make_optimizer
+from clam_jax.training.sharding import batch_split, check_batch_divisible, init_replicated, make_mesh, put_replicated
 from clam_jax.validation import validate_config
 
 # The dataset each method imitates: (observations and action labels) for the policy stage.
@@ -77,19 +79,20 @@ def _lam_and_decoder(config):
     return lam, decoder
 
 
-def train_stage1(config, workdir: Path, datasets, normalizer) -> clam.Stage1State:
+def train_stage1(config, workdir: Path, mesh, datasets, normalizer) -> clam.Stage1State:
     lam, decoder = _lam_and_decoder(config)
     s1 = config.stage1
     lam_tx = make_optimizer(lr=s1.lr, weight_decay=s1.weight_decay, warmup=s1.warmup, clip=s1.clip)
     decoder_tx = make_optimizer(lr=s1.decoder_lr, weight_decay=s1.decoder_weight_decay, warmup=s1.warmup,
                                 clip=s1.clip)
-    state = clam.init_stage1(jax.random.key(config.seed), lam, decoder, lam_tx, decoder_tx)
+    init = functools.partial(clam.init_stage1, lam=lam, decoder=decoder, lam_tx=lam_tx, decoder_tx=decoder_tx)
+    state = init_replicated(init, mesh, jax.random.key(config.seed))
     step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
                                  labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
-                                 beta=s1.beta)
-    data = jax.device_put({"unlabeled": _padded(config, normalizer, datasets["unlabeled"]),
+                                 beta=s1.beta, batch_sharding=batch_split(mesh))
+    data = put_replicated({"unlabeled": _padded(config, normalizer, datasets["unlabeled"]),
                            "labeled": _padded(config, normalizer, datasets["labeled"]),
-                           "labeled_actions": datasets["labeled"].actions})
+                           "labeled_actions": datasets["labeled"].actions}, mesh)
     return _train_stage(config, workdir, state, step, data, s1.steps, "clam", "stage1")
 
 
@@ -111,12 +114,13 @@ def _padded(config, normalizer, episodes: Episodes) -> np.ndarray:
     return pad_episodes(normalizer(episodes.observations), config.lam.context, config.lam.future)
 
 
-def train_policy(config, workdir: Path, name: str, model, inputs, targets, seed_offset: int):
+def train_policy(config, workdir: Path, mesh, name: str, model, inputs, targets, seed_offset: int):
     p = config.policy
     tx = make_optimizer(lr=p.lr, weight_decay=p.weight_decay, warmup=p.warmup, clip=p.clip)
-    state = init_policy(jax.random.key(config.seed + seed_offset), model, tx, inputs.shape[-1])
-    data = jax.device_put({"inputs": inputs, "targets": targets})
-    step = make_policy_step(model, tx, batch_size=p.batch_size)
+    init = functools.partial(init_policy, model=model, tx=tx, obs_dim=inputs.shape[-1])
+    state = init_replicated(init, mesh, jax.random.key(config.seed + seed_offset))
+    data = put_replicated({"inputs": inputs, "targets": targets}, mesh)
+    step = make_policy_step(model, tx, batch_size=p.batch_size, batch_sharding=batch_split(mesh))
     return _train_stage(config, workdir, state, step, data, p.steps, name, "policy")
 
 
@@ -133,12 +137,12 @@ def _transitions(observations: np.ndarray, normalizer) -> np.ndarray:
     return normalizer(observations[:, :-1]).reshape(-1, observations.shape[-1])
 
 
-def run_clam(config, workdir: Path, datasets, normalizer, log: StageLog) -> None:
+def run_clam(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -> None:
     if policy_exists(workdir / "clam" / "policy"):
         return
     lam, decoder = _lam_and_decoder(config)
     start = time.perf_counter()
-    stage1 = train_stage1(config, workdir, datasets, normalizer)
+    stage1 = train_stage1(config, workdir, mesh, datasets, normalizer)
     if not log.done("stage1"):
         errors = {f"decoder_mse_{name}": clam.decoder_error(
             lam, decoder, stage1.lam_params, stage1.decoder_params, _padded(config, normalizer, datasets[name]),
@@ -157,7 +161,7 @@ def run_clam(config, workdir: Path, datasets, normalizer, log: StageLog) -> None
     start = time.perf_counter()
     policy = MLPPolicy(out_dim=config.lam.latent_dim, hidden=tuple(config.policy.hidden))
     inputs = _transitions(expert.observations, normalizer)
-    state = train_policy(config, workdir, "clam", policy, inputs, latents.reshape(len(inputs), -1), 1)
+    state = train_policy(config, workdir, mesh, "clam", policy, inputs, latents.reshape(len(inputs), -1), 1)
     decoder_spec = {"action_dim": config.action_dim, "embed_dim": config.decoder.embed_dim,
                     "hidden": list(config.decoder.hidden)}
     spec = _policy_spec(config, "clam", normalizer, config.lam.latent_dim, False, decoder_spec)
@@ -165,7 +169,7 @@ def run_clam(config, workdir: Path, datasets, normalizer, log: StageLog) -> None
     log.record("stage2", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
 
 
-def run_bc(config, workdir: Path, method: str, datasets, normalizer, log: StageLog) -> None:
+def run_bc(config, workdir: Path, mesh, method: str, datasets, normalizer, log: StageLog) -> None:
     if policy_exists(workdir / method / "policy"):
         return
     start = time.perf_counter()
@@ -173,7 +177,7 @@ def run_bc(config, workdir: Path, method: str, datasets, normalizer, log: StageL
     inputs = _transitions(episodes.observations, normalizer)
     targets = episodes.actions[:, :-1].reshape(len(inputs), -1)
     model = MLPPolicy(out_dim=config.action_dim, hidden=tuple(config.policy.hidden), squash=True)
-    state = train_policy(config, workdir, method, model, inputs, targets, 2)
+    state = train_policy(config, workdir, mesh, method, model, inputs, targets, 2)
     spec = _policy_spec(config, method, normalizer, config.action_dim, True)
     save_policy(workdir / method / "policy", {"policy": state.params}, spec)
     log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps,
@@ -208,6 +212,10 @@ def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict:
 def run(config, workdir) -> list[dict]:
     """Runs every stage that is not yet done and returns the rows of results.json."""
     validate_config(config)
+    mesh = make_mesh()
+    for name in ("stage1.batch_size", "stage1.labeled_batch_size", "policy.batch_size"):
+        section, key = name.split(".")
+        check_batch_divisible(config[section][key], mesh, f"config.{name}")
     workdir = Path(workdir)
     datasets, stats = load_datasets(config, workdir)
     normalizer = Normalizer.from_statistics(stats["unlabeled"])
@@ -215,9 +223,9 @@ def run(config, workdir) -> list[dict]:
     for method in config.methods:
         log = StageLog(workdir / method)
         if method == "clam":
-            run_clam(config, workdir, datasets, normalizer, log)
+            run_clam(config, workdir, mesh, datasets, normalizer, log)
         else:
-            run_bc(config, workdir, method, datasets, normalizer, log)
+            run_bc(config, workdir, mesh, method, datasets, normalizer, log)
         result = run_evaluation(config, workdir, method, log)
         rows.append({"task": config.task, "method": method, "success_rate": result["success_rate"],
                      "num_episodes": result["num_episodes"], "seed": config.seed, "split": result["split"],

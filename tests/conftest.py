@@ -1,6 +1,11 @@
+import os
 import warnings
 
-import pytest
+# Eight fake CPU devices, set before JAX is imported, so sharded code is tested for real
+# (subprocesses started by the tests inherit it).
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+
+import pytest  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
 

@@ -16,6 +16,7 @@ import optax
 
 from clam_jax.data.windows import all_windows, sample_windows
 from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
+from clam_jax.training.sharding import split_batch
 
 
 @flax.struct.dataclass
@@ -42,11 +43,13 @@ def _mse(a, b):
 
 
 def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, decoder_tx, *,
-                     batch_size: int, labeled_batch_size: int, decoder_every: int, beta: float):
+                     batch_size: int, labeled_batch_size: int, decoder_every: int, beta: float,
+                     batch_sharding=None):
     """Returns step(state, data) -> (state, metrics).
 
     `data` = {"unlabeled": padded observations, "labeled": padded observations,
-    "labeled_actions": [N, T + 1, A]} (see `clam_jax.data.windows`).
+    "labeled_actions": [N, T + 1, A]} (see `clam_jax.data.windows`). With a
+    `batch_sharding`, sampled batches are split over its devices (data parallelism).
     """
     window, target = lam.window, lam.context + 1
 
@@ -56,7 +59,8 @@ def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, 
 
     def step(state: Stage1State, data):
         k_unlabeled, k_labeled = jax.random.split(jax.random.fold_in(state.rng, state.step))
-        windows, _, _ = sample_windows(k_unlabeled, data["unlabeled"], batch_size, window)
+        windows = split_batch(sample_windows(k_unlabeled, data["unlabeled"], batch_size, window)[0],
+                              batch_sharding)
         cheat = _mse(windows[:, target - 1], windows[:, target])
 
         def reconstruction_step(state):
@@ -69,7 +73,7 @@ def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, 
 
         def joint_step(state):
             labeled, episode, t = sample_windows(k_labeled, data["labeled"], labeled_batch_size, window)
-            actions = data["labeled_actions"][episode, t]
+            labeled, actions = split_batch((labeled, data["labeled_actions"][episode, t]), batch_sharding)
 
             def loss_fn(lam_params, decoder_params):
                 recon = reconstruction(lam_params, windows)

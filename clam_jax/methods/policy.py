@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from clam_jax.training.sharding import split_batch
+
 
 @flax.struct.dataclass
 class PolicyState:
@@ -19,13 +21,16 @@ def init_policy(rng, model, tx, obs_dim: int) -> PolicyState:
     return PolicyState(step=jnp.zeros((), jnp.int32), rng=k_state, params=params, opt_state=tx.init(params))
 
 
-def make_policy_step(model, tx, *, batch_size: int):
-    """step(state, data) -> (state, metrics) with data = {"inputs": [M, obs], "targets": [M, out]}."""
+def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
+    """step(state, data) -> (state, metrics) with data = {"inputs": [M, obs], "targets": [M, out]}.
+
+    With a `batch_sharding`, the sampled batch is split over its devices (data parallelism).
+    """
 
     def step(state: PolicyState, data):
         index = jax.random.randint(jax.random.fold_in(state.rng, state.step), (batch_size,), 0,
                                    data["inputs"].shape[0])
-        inputs, targets = data["inputs"][index], data["targets"][index]
+        inputs, targets = split_batch((data["inputs"][index], data["targets"][index]), batch_sharding)
 
         def loss_fn(params):
             return jnp.mean(jnp.square(model.apply(params, inputs) - targets))
