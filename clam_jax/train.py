@@ -73,10 +73,14 @@ def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
 def _lam_and_decoder(config):
     lam = MLPLatentActionModel(obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim,
                                hidden=tuple(config.lam.hidden), context=config.lam.context,
-                               future=config.lam.future)
-    decoder = ActionDecoder(action_dim=config.action_dim, embed_dim=config.decoder.embed_dim,
-                            hidden=tuple(config.decoder.hidden))
+                               future=config.lam.future, dtype=config.train.compute_dtype)
+    decoder = ActionDecoder(**_decoder_spec(config))
     return lam, decoder
+
+
+def _decoder_spec(config) -> dict:
+    return {"action_dim": config.action_dim, "embed_dim": config.decoder.embed_dim,
+            "hidden": list(config.decoder.hidden), "dtype": config.train.compute_dtype}
 
 
 def train_stage1(config, workdir: Path, mesh, datasets, normalizer) -> clam.Stage1State:
@@ -128,7 +132,8 @@ def _policy_spec(config, method, normalizer, out_dim, squash, decoder=None) -> d
     return {"method": method, "task": config.task, "obs_dim": config.obs_dim, "action_dim": config.action_dim,
             "max_steps": config.max_steps, "action_repeat": config.action_repeat,
             "normalizer": normalizer.to_dict(),
-            "policy": {"out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash},
+            "policy": {"out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash,
+                       "dtype": config.train.compute_dtype},
             "decoder": decoder, "config": config.to_dict()}
 
 
@@ -159,12 +164,11 @@ def run_clam(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -
     log.record("relabel", {"wall_time_s": time.perf_counter() - start, "transitions": int(latents[..., 0].size)})
 
     start = time.perf_counter()
-    policy = MLPPolicy(out_dim=config.lam.latent_dim, hidden=tuple(config.policy.hidden))
+    policy = MLPPolicy(out_dim=config.lam.latent_dim, hidden=tuple(config.policy.hidden),
+                       dtype=config.train.compute_dtype)
     inputs = _transitions(expert.observations, normalizer)
     state = train_policy(config, workdir, mesh, "clam", policy, inputs, latents.reshape(len(inputs), -1), 1)
-    decoder_spec = {"action_dim": config.action_dim, "embed_dim": config.decoder.embed_dim,
-                    "hidden": list(config.decoder.hidden)}
-    spec = _policy_spec(config, "clam", normalizer, config.lam.latent_dim, False, decoder_spec)
+    spec = _policy_spec(config, "clam", normalizer, config.lam.latent_dim, False, _decoder_spec(config))
     save_policy(workdir / "clam" / "policy", {"policy": state.params, "decoder": stage1.decoder_params}, spec)
     log.record("stage2", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
 
@@ -176,7 +180,8 @@ def run_bc(config, workdir: Path, mesh, method: str, datasets, normalizer, log: 
     episodes = datasets[_POLICY_DATA[method]]
     inputs = _transitions(episodes.observations, normalizer)
     targets = episodes.actions[:, :-1].reshape(len(inputs), -1)
-    model = MLPPolicy(out_dim=config.action_dim, hidden=tuple(config.policy.hidden), squash=True)
+    model = MLPPolicy(out_dim=config.action_dim, hidden=tuple(config.policy.hidden), squash=True,
+                      dtype=config.train.compute_dtype)
     state = train_policy(config, workdir, mesh, method, model, inputs, targets, 2)
     spec = _policy_spec(config, method, normalizer, config.action_dim, True)
     save_policy(workdir / method / "policy", {"policy": state.params}, spec)
@@ -245,8 +250,11 @@ def run(config, workdir) -> list[dict]:
 
 def main(argv):
     del argv
-    if FLAGS.config is not None and FLAGS.config.eval.videos:
-        os.environ.setdefault("MUJOCO_GL", "egl")
+    if FLAGS.config is not None:
+        if FLAGS.config.eval.videos:
+            os.environ.setdefault("MUJOCO_GL", "egl")
+        if FLAGS.config.train.compilation_cache_dir:
+            jax.config.update("jax_compilation_cache_dir", FLAGS.config.train.compilation_cache_dir)
     run_cli(lambda: run(FLAGS.config, FLAGS.workdir))
 
 

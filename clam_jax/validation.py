@@ -35,5 +35,8 @@ def validate_config(config) -> None:
             raise ConfigError(
                 f"config.{section}.steps={config[section].steps} must be a multiple of "
                 f"config.train.steps_per_dispatch={k}.")
+    if config.train.compute_dtype not in ("float32", "bfloat16"):
+        raise ConfigError(
+            f"config.train.compute_dtype must be 'float32' or 'bfloat16', got {config.train.compute_dtype!r}.")
     if config.eval.split not in ("val", "test"):
         raise ConfigError(f"config.eval.split must be 'val' or 'test', got {config.eval.split!r}.")

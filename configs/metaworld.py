@@ -78,6 +78,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.train.log_every = 5_000
     c.train.checkpoint_every = 50_000
     c.train.relabel_batch_size = 8192
+    c.train.compute_dtype = "float32"  # "bfloat16": mixed precision (float32 params and optimizer states)
+    c.train.compilation_cache_dir = ""  # a directory for JAX's persistent compilation cache; "" = off
 
     c.eval = ml_collections.ConfigDict()
     c.eval.episodes = 40

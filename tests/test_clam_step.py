@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from clam_jax.data.windows import pad_episodes
 from clam_jax.methods import clam
@@ -22,12 +23,12 @@ def toy_episodes(rng, num_episodes, steps=20, obs_dim=6, act_dim=2):
     return obs, actions
 
 
-def setup(decoder_every=2, beta=1.0):
+def setup(decoder_every=2, beta=1.0, dtype="float32"):
     rng = np.random.default_rng(0)
     unlabeled, _ = toy_episodes(rng, 64)
     labeled, labeled_actions = toy_episodes(rng, 16)
-    lam = MLPLatentActionModel(obs_dim=6, latent_dim=4, hidden=(64, 64), context=1)
-    decoder = ActionDecoder(action_dim=2, embed_dim=16, hidden=(64,))
+    lam = MLPLatentActionModel(obs_dim=6, latent_dim=4, hidden=(64, 64), context=1, dtype=dtype)
+    decoder = ActionDecoder(action_dim=2, embed_dim=16, hidden=(64,), dtype=dtype)
     lam_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
     dec_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
     state = clam.init_stage1(jax.random.key(0), lam, decoder, lam_tx, dec_tx)
@@ -38,8 +39,9 @@ def setup(decoder_every=2, beta=1.0):
     return lam, decoder, state, step, data, labeled, labeled_actions
 
 
-def test_joint_step_lowers_reconstruction_and_decoder_losses_below_the_cheat_loss():
-    lam, decoder, state, step, data, _, _ = setup()
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_joint_step_lowers_reconstruction_and_decoder_losses_below_the_cheat_loss(dtype):
+    lam, decoder, state, step, data, _, _ = setup(dtype=dtype)
     multi_step = make_multi_step(step, 100)
     state, first = multi_step(state, data)
     for _ in range(14):
@@ -48,6 +50,9 @@ def test_joint_step_lowers_reconstruction_and_decoder_losses_below_the_cheat_los
     assert last["recon_loss"] < 0.2 * first["recon_loss"]
     assert last["decoder_loss"] < 0.3 * first["decoder_loss"]
     assert last["recon_loss"] < 0.2 * last["cheat_loss"]
+    # Mixed precision computes in bfloat16 but keeps float32 parameters and optimizer states.
+    assert {x.dtype for x in jax.tree.leaves((state.lam_params, state.decoder_opt_state))} <= {
+        jnp.dtype("float32"), jnp.dtype("int32")}
 
 
 def test_decoder_updates_only_every_k_steps_and_its_gradient_reaches_the_idm():

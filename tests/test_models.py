@@ -32,3 +32,13 @@ def test_decoder_and_policy_shapes_and_ranges():
     policy = MLPPolicy(out_dim=16, hidden=(32,))
     obs = jnp.ones((7, 39))
     assert policy.apply(policy.init(jax.random.key(2), obs), obs).shape == (7, 16)
+
+
+def test_mixed_precision_computes_in_bfloat16_and_returns_float32():
+    lam = MLPLatentActionModel(obs_dim=39, latent_dim=16, hidden=(32,), dtype="bfloat16")
+    window = jnp.ones((2, lam.window, 39))
+    params = lam.init(jax.random.key(0), window)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    assert "bf16" in str(jax.make_jaxpr(lam.apply)(params, window))
+    z, prediction = lam.apply(params, window)
+    assert z.dtype == prediction.dtype == jnp.float32

@@ -5,7 +5,7 @@ A window holds `context` past frames, the current frame o_t, o_{t+1}, and
 reads the whole window and returns z_t for the transition o_t -> o_{t+1}; the
 FDM reads o_{t-H} .. o_t and z_t and predicts o_{t+1}.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -20,14 +20,15 @@ class MLPLatentActionModel(nn.Module):
     hidden: Sequence[int]
     context: int = 1
     future: int = 0
+    dtype: Any = "float32"
 
     @property
     def window(self) -> int:
         return self.context + 2 + self.future
 
     def setup(self):
-        self.idm_net = MLP(self.hidden, self.latent_dim)
-        self.fdm_net = MLP(self.hidden, self.obs_dim)
+        self.idm_net = MLP(self.hidden, self.latent_dim, self.dtype)
+        self.fdm_net = MLP(self.hidden, self.obs_dim, self.dtype)
 
     def idm(self, window: jax.Array) -> jax.Array:
         """[B, window, obs_dim] -> z_t [B, latent_dim]."""
@@ -49,10 +50,12 @@ class ActionDecoder(nn.Module):
     action_dim: int
     embed_dim: int
     hidden: Sequence[int]
+    dtype: Any = "float32"
 
     @nn.compact
     def __call__(self, z: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden, self.action_dim)(nn.Dense(self.embed_dim)(z)))
+        embedding = nn.Dense(self.embed_dim, dtype=self.dtype)(z)
+        return jnp.tanh(MLP(self.hidden, self.action_dim, self.dtype)(embedding))
 
 
 class MLPPolicy(nn.Module):
@@ -61,8 +64,9 @@ class MLPPolicy(nn.Module):
     out_dim: int
     hidden: Sequence[int]
     squash: bool = False
+    dtype: Any = "float32"
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
-        out = MLP(self.hidden, self.out_dim)(obs)
+        out = MLP(self.hidden, self.out_dim, self.dtype)(obs)
         return jnp.tanh(out) if self.squash else out
