@@ -10,6 +10,11 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/metaworld.py:quick.",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for datasets, checkpoints, metrics and results.")
+flags.DEFINE_bool("distributed", False, "Join a multi-process run with jax.distributed.initialize(); on SLURM "
+                  "and TPU pods the topology comes from the environment, else give the three flags below.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
+flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
 
 
 def run_cli(fn):
@@ -17,6 +22,10 @@ def run_cli(fn):
     if FLAGS.config is None or FLAGS.workdir is None:
         sys.exit("error: --config and --workdir are required, e.g. "
                  "--config=configs/metaworld.py:quick --workdir=runs/quick")
+    if FLAGS.distributed:
+        from clam_jax.training.distributed import initialize
+
+        initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.set_verbosity(logging.WARNING)
     import tensorflow_datasets as tfds
 

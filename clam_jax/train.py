@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jax.experimental.multihost_utils import sync_global_devices
 
 from clam_jax.cli import FLAGS, run_cli
 from clam_jax.collect import collect_datasets, data_dir
@@ -200,18 +201,25 @@ def _last_metrics(workdir: Path, stage: str) -> dict:
     return last
 
 
-def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict:
+def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict | None:
+    """Evaluates `method`'s saved policy; returns the evaluation on process 0, None elsewhere.
+
+    Every process restores the policy (orbax restores collectively), only process 0
+    runs the simulator, and all processes meet afterwards before the next stage.
+    """
     if not log.done("eval"):
         start = time.perf_counter()
         act, _ = load_policy(workdir / method / "policy")
-        result = evaluate(act, config.task, num_episodes=config.eval.episodes, split=config.eval.split,
-                          max_steps=config.max_steps, action_repeat=config.action_repeat,
-                          num_workers=config.eval.num_workers, videos=config.eval.videos)
-        frames = result.pop("frames", None)
-        if frames is not None:
-            save_videos(workdir / method / "videos", frames)
-        log.record("eval", {"wall_time_s": time.perf_counter() - start, **result})
-    return log.entries["eval"]
+        if jax.process_index() == 0:
+            result = evaluate(act, config.task, num_episodes=config.eval.episodes, split=config.eval.split,
+                              max_steps=config.max_steps, action_repeat=config.action_repeat,
+                              num_workers=config.eval.num_workers, videos=config.eval.videos)
+            frames = result.pop("frames", None)
+            if frames is not None:
+                save_videos(workdir / method / "videos", frames)
+            log.record("eval", {"wall_time_s": time.perf_counter() - start, **result})
+    sync_global_devices(f"clam_jax: {method} evaluated")
+    return log.entries.get("eval") if jax.process_index() == 0 else None
 
 
 def run(config, workdir) -> list[dict]:
@@ -222,6 +230,9 @@ def run(config, workdir) -> list[dict]:
         section, key = name.split(".")
         check_batch_divisible(config[section][key], mesh, f"config.{name}")
     workdir = Path(workdir)
+    if jax.process_index() == 0:  # one process collects; the others read what it wrote (shared workdir)
+        collect_datasets(config, workdir)
+    sync_global_devices("clam_jax: datasets ready")
     datasets, stats = load_datasets(config, workdir)
     normalizer = Normalizer.from_statistics(stats["unlabeled"])
     rows = []
@@ -232,6 +243,8 @@ def run(config, workdir) -> list[dict]:
         else:
             run_bc(config, workdir, mesh, method, datasets, normalizer, log)
         result = run_evaluation(config, workdir, method, log)
+        if result is None:
+            continue
         rows.append({"task": config.task, "method": method, "success_rate": result["success_rate"],
                      "num_episodes": result["num_episodes"], "seed": config.seed, "split": result["split"],
                      "return_mean": float(np.mean(result["returns"])),

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from jax.experimental.multihost_utils import sync_global_devices
 
 from clam_jax.data.statistics import Normalizer
 from clam_jax.errors import DataError
@@ -29,7 +30,9 @@ def save_policy(directory, params: dict, spec: dict) -> None:
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / "params", params, force=True)
     checkpointer.wait_until_finished()
-    (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    if jax.process_index() == 0:
+        (directory / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    sync_global_devices(f"clam_jax: policy saved in {directory}")
 
 
 def make_act_fn(spec: dict, params: dict):
