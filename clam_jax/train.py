@@ -20,8 +20,8 @@ import numpy as np
 from jax.experimental.multihost_utils import sync_global_devices
 
 from clam_jax.cli import FLAGS, run_cli
-from clam_jax.collect import collect_datasets, data_dir
-from clam_jax.data.episodes import Episodes, read_episodes
+from clam_jax.collect import DATASETS, collect_datasets, data_dir
+from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
 from clam_jax.data.statistics import Normalizer
 from clam_jax.data.windows import pad_episodes
 from clam_jax.errors import DataError
@@ -60,8 +60,10 @@ class StageLog:
 
 
 def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
-    stats = collect_datasets(config, workdir)
-    datasets = {name: read_episodes(data_dir(workdir) / name) for name in stats}
+    """Reads the three datasets and their statistics, checking their sizes against the config."""
+    root = data_dir(workdir)
+    datasets = {name: read_episodes(root / name) for name in DATASETS}
+    stats = {name: read_statistics(root / name) for name in DATASETS}
     for name, episodes in datasets.items():
         obs_dim, act_dim = episodes.observations.shape[-1], episodes.actions.shape[-1]
         if (obs_dim, act_dim) != (config.obs_dim, config.action_dim):
@@ -165,11 +167,10 @@ def run_clam(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -
     log.record("relabel", {"wall_time_s": time.perf_counter() - start, "transitions": int(latents[..., 0].size)})
 
     start = time.perf_counter()
-    policy = MLPPolicy(out_dim=config.lam.latent_dim, hidden=tuple(config.policy.hidden),
-                       dtype=config.train.compute_dtype)
-    inputs = _transitions(expert.observations, normalizer)
-    state = train_policy(config, workdir, mesh, "clam", policy, inputs, latents.reshape(len(inputs), -1), 1)
     spec = _policy_spec(config, "clam", normalizer, config.lam.latent_dim, False, _decoder_spec(config))
+    inputs = _transitions(expert.observations, normalizer)
+    state = train_policy(config, workdir, mesh, "clam", MLPPolicy(**spec["policy"]), inputs,
+                         latents.reshape(len(inputs), -1), 1)
     save_policy(workdir / "clam" / "policy", {"policy": state.params, "decoder": stage1.decoder_params}, spec)
     log.record("stage2", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
 
@@ -181,10 +182,8 @@ def run_bc(config, workdir: Path, mesh, method: str, datasets, normalizer, log: 
     episodes = datasets[_POLICY_DATA[method]]
     inputs = _transitions(episodes.observations, normalizer)
     targets = episodes.actions[:, :-1].reshape(len(inputs), -1)
-    model = MLPPolicy(out_dim=config.action_dim, hidden=tuple(config.policy.hidden), squash=True,
-                      dtype=config.train.compute_dtype)
-    state = train_policy(config, workdir, mesh, method, model, inputs, targets, 2)
     spec = _policy_spec(config, method, normalizer, config.action_dim, True)
+    state = train_policy(config, workdir, mesh, method, MLPPolicy(**spec["policy"]), inputs, targets, 2)
     save_policy(workdir / method / "policy", {"policy": state.params}, spec)
     log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps,
                           "episodes": episodes.num_episodes})
