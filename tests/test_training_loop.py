@@ -78,3 +78,19 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     assert checkpoints.latest_step() == 20
     assert_same(checkpoints.restore(good).params, good.params)
     assert jnp.isfinite(jax.tree.leaves(checkpoints.restore(good).params)[0]).all()
+
+
+def test_seeds_trained_together_equal_seeds_trained_apart():
+    from clam_jax.training.loop import over_seeds, scan_steps
+
+    _, step, data = regression_problem()
+    model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
+    tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
+    keys = jax.random.split(jax.random.key(0), 3)
+    states = jax.vmap(lambda k: init_policy(k, model, tx, 5))(keys)
+    together, metrics = jax.jit(over_seeds(lambda s, d: scan_steps(step, s, d, length=20)))(states, data)
+    assert metrics["loss"].shape == (3,)
+    for i, key in enumerate(keys):
+        apart, _ = make_multi_step(step, 20)(init_policy(key, model, tx, 5), data)
+        for a, b in zip(jax.tree.leaves(apart.params), jax.tree.leaves(together.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)

@@ -32,6 +32,15 @@ def make_multi_step(step_fn, steps_per_dispatch: int):
     return jax.jit(functools.partial(scan_steps, step_fn, length=steps_per_dispatch), donate_argnums=0)
 
 
+def over_seeds(fn):
+    """Maps `fn(state, data)` (a step or a scanned chunk) over a leading seed axis of the state.
+
+    S independent runs (different init and sampling RNGs, the same data) then train
+    in one program, which fills an accelerator that one small state model cannot.
+    """
+    return jax.vmap(fn, in_axes=(0, None))
+
+
 def train(state, step_fn, data, *, num_steps: int, steps_per_dispatch: int, log_every: int,
           checkpoint_every: int, checkpoints=None, writer=None, desc: str = "train"):
     """Trains from `state` (or the latest checkpoint) up to `num_steps`; returns the final state."""
