@@ -50,11 +50,12 @@ def _check_signature(config, root: Path) -> None:
         path.write_text(json.dumps(wanted, indent=2))
 
 
-def collect_dataset(collector: EpisodeCollector, config, name: str) -> Episodes:
+def collect_dataset(collector: EpisodeCollector, config, name: str) -> tuple[Episodes, int]:
+    """Collects dataset `name`; returns its episodes and how many were rolled out to get them."""
     spec = config.data[name]
     stream = DATASETS.index(name)
     behaviors = tuple(spec.behaviors)
-    kept = []
+    kept, attempted = [], 0
     max_attempts = spec.episodes * (_MAX_ATTEMPTS_PER_EPISODE if spec.only_failures else 1)
     with tqdm.tqdm(total=spec.episodes, desc=f"collect {name}", unit="ep") as bar:
         start = 0
@@ -62,16 +63,19 @@ def collect_dataset(collector: EpisodeCollector, config, name: str) -> Episodes:
             count = min(max(spec.episodes - len(kept), collector.num_workers * 4), max_attempts - start)
             specs = [episode_spec(config.seed, stream, i, behaviors) for i in range(start, start + count)]
             for episode in collector.run(specs):
-                if len(kept) < spec.episodes and not (spec.only_failures and episode["success"]):
-                    kept.append(episode)
-                    bar.update(1)
+                if len(kept) < spec.episodes:
+                    attempted += 1
+                    if not (spec.only_failures and episode["success"]):
+                        kept.append(episode)
+                        bar.update(1)
             start += count
     if len(kept) < spec.episodes:
         raise ConfigError(
             f"Only {len(kept)} of {max_attempts} {name} episodes failed the task; use noisier "
             f"behaviours in config.data.{name}.behaviors or set only_failures=False.")
-    return Episodes(**{key: np.stack([e[key] for e in kept]) for key in
-                       ("observations", "actions", "rewards", "success", "behavior")})
+    episodes = Episodes(**{key: np.stack([e[key] for e in kept]) for key in
+                           ("observations", "actions", "rewards", "success", "behavior")})
+    return episodes, attempted
 
 
 def collect_datasets(config, workdir) -> dict[str, dict]:
@@ -85,11 +89,12 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
                               num_workers=config.data.num_workers) as collector:
             for name in missing:
                 start = time.perf_counter()
-                episodes = collect_dataset(collector, config, name)
-                stats = {**dataset_statistics(episodes), "collect_wall_time_s": time.perf_counter() - start,
+                episodes, attempted = collect_dataset(collector, config, name)
+                stats = {**dataset_statistics(episodes), "episodes_attempted": attempted,
+                         "collect_wall_time_s": time.perf_counter() - start,
                          "collect_workers": collector.num_workers}
                 write_episodes(root / name, episodes, stats)
-                print(f"{name}: {stats['num_episodes']} episodes, success rate "
+                print(f"{name}: {stats['num_episodes']} episodes kept of {attempted}, success rate "
                       f"{stats['success_rate']:.2f}, return {stats['return_mean']:.1f}")
     return {name: read_statistics(root / name) for name in DATASETS}
 

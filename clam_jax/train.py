@@ -251,7 +251,8 @@ def run(config, workdir) -> list[dict]:
                      **({"stage1": log.entries["stage1"]} if method == "clam" else {})})
     if jax.process_index() == 0:
         payload = {"config": config.to_dict(), "datasets": {
-            name: {k: s.get(k) for k in ("num_episodes", "success_rate", "return_mean", "collect_wall_time_s")}
+            name: {k: s.get(k) for k in ("num_episodes", "episodes_attempted", "success_rate", "return_mean",
+                                         "collect_wall_time_s")}
             for name, s in stats.items()},
             "results": rows}
         (workdir / "results.json").write_text(json.dumps(payload, indent=2))

@@ -52,6 +52,7 @@ def test_datasets_are_deterministic_whatever_the_worker_count(tiny_config, tmp_p
         np.testing.assert_array_equal(a.actions, b.actions)
     labeled = read_episodes(data_dir(tmp_path / "a") / "labeled")
     assert not labeled.success.any() and stats["labeled"]["success_rate"] == 0.0
+    assert stats["labeled"]["episodes_attempted"] >= 4 and stats["expert"]["episodes_attempted"] == 4
     assert stats["unlabeled"]["num_episodes"] == 12 and len(stats["unlabeled"]["behaviors"]) == 6
     assert stats["expert"]["steps_per_episode"] == 20
 
