@@ -49,7 +49,8 @@ def train(state, step_fn, data, *, num_steps: int, steps_per_dispatch: int, log_
     start = int(state.step)
     multi_step = make_multi_step(step_fn, steps_per_dispatch)
     last_time, last_step = time.perf_counter(), start
-    with tqdm.tqdm(total=num_steps, initial=start, desc=desc, unit="step", mininterval=2.0) as bar:
+    with tqdm.tqdm(total=num_steps, initial=start, desc=desc, unit="step", mininterval=2.0,
+                   disable=jax.process_index() != 0) as bar:
         for step in range(start + steps_per_dispatch, num_steps + 1, steps_per_dispatch):
             state, metrics = multi_step(state, data)
             bar.update(steps_per_dispatch)
