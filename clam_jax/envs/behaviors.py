@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from clam_jax.envs.metaworld import ACTION_DIM, expert_policy
+from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, expert_policy
 from clam_jax.errors import ConfigError
 
 _PARAMETRIC = re.compile(r"^expert_(noise|ou|offset)(\d+(?:\.\d+)?)$")
@@ -41,7 +41,7 @@ def make_behavior(name: str, task: str, rng: np.random.Generator) -> Callable[[n
     expert = expert_policy(task)
     kind, value = ("noise", 0.0) if name == "expert" else _PARAMETRIC.match(name).groups()
     value = float(value)
-    offset = np.zeros(39, np.float32)
+    offset = np.zeros(OBS_DIM, np.float32)
     if kind == "offset":
         offset[_OBJECT_AND_GOAL] = np.tile(rng.uniform(-value, value, 3), 3)
     ou = np.zeros(ACTION_DIM)
