@@ -11,6 +11,8 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from clam_jax.errors import ConfigError
+
 DATA_AXIS = "data"
 
 
@@ -47,7 +49,5 @@ def split_batch(tree, sharding: NamedSharding | None):
 
 
 def check_batch_divisible(batch_size: int, mesh: Mesh, name: str) -> None:
-    from clam_jax.errors import ConfigError
-
     if batch_size % mesh.size:
         raise ConfigError(f"{name}={batch_size} must be a multiple of the {mesh.size} devices of the mesh.")
