@@ -117,7 +117,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = json.loads((straight / "results.json").read_text())["results"]
     b = json.loads((killed / "results.json").read_text())["results"]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x["success_rate"] == y["success_rate"]
         np.testing.assert_allclose(x["return_mean"], y["return_mean"], rtol=1e-6)
     sa = json.loads((straight / "clam" / "summary.json").read_text())["stage1"]
