@@ -23,19 +23,21 @@ from clam_jax.cli import FLAGS, run_cli
 from clam_jax.collect import DATASETS, collect_datasets, data_dir
 from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
 from clam_jax.data.statistics import Normalizer
+from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import pad_episodes
 from clam_jax.errors import DataError
 from clam_jax.methods import clam
 from clam_jax.methods.policy import init_policy, make_policy_step
-from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel, MLPPolicy
+from clam_jax.models.lam import ActionDecoder, MLPPolicy, make_latent_action_model
 from clam_jax.rollout.evaluation import evaluate
 from clam_jax.rollout.saved_policy import load_policy, policy_exists, save_policy
 from clam_jax.rollout.videos import save_videos
 from clam_jax.training.checkpoints import TrainStateCheckpoints
-from clam_jax.training.loop import train
+from clam_jax.training.loop import device_inputs, make_multi_step, make_multi_update, train
 from clam_jax.training.metrics import MetricWriter
 from clam_jax.training.optim import make_optimizer
-from clam_jax.training.sharding import batch_split, check_batch_divisible, init_replicated, make_mesh, put_replicated
+from clam_jax.training.sharding import (batch_split, check_batch_divisible, chunk_sharding, init_replicated, make_mesh,
+                                        put_replicated)
 from clam_jax.validation import validate_config
 
 # The dataset each method imitates: (observations and action labels) for the policy stage.
@@ -74,9 +76,10 @@ def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
 
 
 def _lam_and_decoder(config):
-    lam = MLPLatentActionModel(obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim,
-                               hidden=tuple(config.lam.hidden), context=config.lam.context,
-                               future=config.lam.future, dtype=config.train.compute_dtype)
+    lam = make_latent_action_model(
+        config.lam.kind, obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim, context=config.lam.context,
+        future=config.lam.future, dtype=config.train.compute_dtype, hidden=config.lam.hidden,
+        transformer=config.lam.transformer)
     decoder = ActionDecoder(**_decoder_spec(config))
     return lam, decoder
 
@@ -94,23 +97,47 @@ def train_stage1(config, workdir: Path, mesh, datasets, normalizer) -> clam.Stag
                                 clip=s1.clip)
     init = functools.partial(clam.init_stage1, lam=lam, decoder=decoder, lam_tx=lam_tx, decoder_tx=decoder_tx)
     state = init_replicated(init, mesh, jax.random.key(config.seed))
-    step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
-                                 labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
-                                 beta=s1.beta, batch_sharding=batch_split(mesh))
-    data = put_replicated({"unlabeled": _padded(config, normalizer, datasets["unlabeled"]),
-                           "labeled": _padded(config, normalizer, datasets["labeled"]),
-                           "labeled_actions": datasets["labeled"].actions}, mesh)
-    return _train_stage(config, workdir, state, step, data, s1.steps, "clam", "stage1")
+    if config.train.input == "stream":
+        update = clam.make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=s1.decoder_every,
+                                         beta=s1.beta, batch_sharding=batch_split(mesh))
+        multi_step, inputs = make_multi_update(update), _streamed_inputs(config, workdir, mesh, normalizer)
+    else:
+        step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
+                                     labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
+                                     beta=s1.beta, batch_sharding=batch_split(mesh))
+        data = put_replicated({"unlabeled": _padded(config, normalizer, datasets["unlabeled"]),
+                               "labeled": _padded(config, normalizer, datasets["labeled"]),
+                               "labeled_actions": datasets["labeled"].actions}, mesh)
+        multi_step = make_multi_step(step, config.train.steps_per_dispatch)
+        inputs = device_inputs(data)
+    return _train_stage(config, workdir, state, multi_step, inputs, s1.steps, "clam", "stage1")
 
 
-def _train_stage(config, workdir: Path, state, step, data, num_steps: int, method: str, stage: str):
+def _streamed_inputs(config, workdir: Path, mesh, normalizer):
+    """Stage-1 chunks read from the datasets on disk by grain workers, prefetched onto the devices."""
+    root, k = data_dir(workdir), config.train.steps_per_dispatch
+
+    def inputs(start_step: int) -> DevicePrefetcher:
+        loader = make_stage1_loader(
+            root / "unlabeled", root / "labeled", normalizer, context=config.lam.context,
+            future=config.lam.future, batch_size=config.stage1.batch_size,
+            labeled_batch_size=config.stage1.labeled_batch_size, steps_per_dispatch=k, seed=config.seed,
+            num_workers=config.train.stream_workers, windows_per_episode=config.train.windows_per_episode,
+            first_chunk=start_step // k)
+        return DevicePrefetcher(loader, chunk_sharding(mesh), size=config.train.prefetch)
+
+    return inputs
+
+
+def _train_stage(config, workdir: Path, state, multi_step, inputs, num_steps: int, method: str, stage: str):
     """Trains with checkpoints in `<workdir>/<method>/checkpoints/<stage>` and metrics tagged `<method>/<stage>`."""
     checkpoints = TrainStateCheckpoints(workdir / method / "checkpoints" / stage)
     writer = MetricWriter(workdir, f"{method}/{stage}")
     try:
-        return train(state, step, data, num_steps=num_steps, steps_per_dispatch=config.train.steps_per_dispatch,
-                     log_every=config.train.log_every, checkpoint_every=config.train.checkpoint_every,
-                     checkpoints=checkpoints, writer=writer, desc=f"{method} {stage}")
+        return train(state, multi_step, inputs, num_steps=num_steps,
+                     steps_per_dispatch=config.train.steps_per_dispatch, log_every=config.train.log_every,
+                     checkpoint_every=config.train.checkpoint_every, checkpoints=checkpoints, writer=writer,
+                     desc=f"{method} {stage}")
     finally:
         writer.close()
         checkpoints.close()
@@ -128,7 +155,8 @@ def train_policy(config, workdir: Path, mesh, name: str, model, inputs, targets,
     state = init_replicated(init, mesh, jax.random.key(config.seed + seed_offset))
     data = put_replicated({"inputs": inputs, "targets": targets}, mesh)
     step = make_policy_step(model, tx, batch_size=p.batch_size, batch_sharding=batch_split(mesh))
-    return _train_stage(config, workdir, state, step, data, p.steps, name, "policy")
+    return _train_stage(config, workdir, state, make_multi_step(step, config.train.steps_per_dispatch),
+                        device_inputs(data), p.steps, name, "policy")
 
 
 def _policy_spec(config, method, normalizer, out_dim, squash, decoder=None) -> dict:

@@ -2,6 +2,7 @@
 from clam_jax.envs.behaviors import check_behavior
 from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
 from clam_jax.errors import ConfigError
+from clam_jax.models.lam import LAM_KINDS
 
 KNOWN_METHODS = ("clam", "bc", "bc_expert")
 
@@ -22,6 +23,8 @@ def validate_config(config) -> None:
     for method in config.methods:
         if method not in KNOWN_METHODS:
             raise ConfigError(f"Unknown method {method!r} in config.methods; use some of {KNOWN_METHODS}.")
+    if config.lam.kind not in LAM_KINDS:
+        raise ConfigError(f"Unknown config.lam.kind {config.lam.kind!r}; use one of {LAM_KINDS}.")
     if config.lam.context < 0 or config.lam.future < 0:
         raise ConfigError("config.lam.context and config.lam.future must be >= 0.")
     k = config.train.steps_per_dispatch
@@ -38,5 +41,7 @@ def validate_config(config) -> None:
     if config.train.compute_dtype not in ("float32", "bfloat16"):
         raise ConfigError(
             f"config.train.compute_dtype must be 'float32' or 'bfloat16', got {config.train.compute_dtype!r}.")
+    if config.train.input not in ("device", "stream"):
+        raise ConfigError(f"config.train.input must be 'device' or 'stream', got {config.train.input!r}.")
     if config.eval.split not in ("val", "test"):
         raise ConfigError(f"config.eval.split must be 'val' or 'test', got {config.eval.split!r}.")

@@ -38,7 +38,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.data.expert = dict(episodes=100, behaviors=("expert",), only_failures=False)
 
     c.lam = ml_collections.ConfigDict()
-    c.lam.hidden = (1024, 1024)
+    c.lam.kind = "mlp"  # "transformer": the paper's TF-CLAM (Table 12), e.g. --config.lam.kind=transformer
+    c.lam.hidden = (1024, 1024)  # MLP LAM only
+    c.lam.transformer = dict(embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1)
     c.lam.latent_dim = 16
     c.lam.context = 1  # H past frames: the IDM sees o[t-H .. t+1], the FDM o[t-H .. t]
     c.lam.future = 0  # frames after o[t+1] shown to the IDM only (not in the paper; quick uses 2)
@@ -78,6 +80,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.train.log_every = 5_000
     c.train.checkpoint_every = 50_000
     c.train.relabel_batch_size = 8192
+    # Stage-1 input. "device": datasets copied to the accelerators once, batches sampled there (fastest
+    # while they fit). "stream": batches read from the datasets on disk by `stream_workers` grain
+    # processes, `windows_per_episode` windows per episode read, `prefetch` chunks ahead on the devices.
+    c.train.input = "device"
+    c.train.stream_workers = 2
+    c.train.windows_per_episode = 8
+    c.train.prefetch = 2
     c.train.compute_dtype = "float32"  # "bfloat16": mixed precision (float32 params and optimizer states)
     c.train.compilation_cache_dir = ""  # a directory for JAX's persistent compilation cache; "" = off
 

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from clam_jax.methods.policy import init_policy, make_policy_step  # noqa: E402
 from clam_jax.models.lam import MLPPolicy  # noqa: E402
 from clam_jax.training.checkpoints import TrainStateCheckpoints  # noqa: E402
-from clam_jax.training.loop import train  # noqa: E402
+from clam_jax.training.loop import device_inputs, make_multi_step, train  # noqa: E402
 from clam_jax.training.metrics import MetricWriter  # noqa: E402
 from clam_jax.training.optim import make_optimizer  # noqa: E402
 from clam_jax.training.sharding import batch_split, init_replicated, make_mesh, put_replicated  # noqa: E402
@@ -38,8 +38,9 @@ state = init_replicated(functools.partial(init_policy, model=model, tx=tx, obs_d
 step = make_policy_step(model, tx, batch_size=32, batch_sharding=batch_split(mesh))
 data = put_replicated({"inputs": inputs, "targets": targets}, mesh)
 writer = MetricWriter(workdir, "policy")
-state = train(state, step, data, num_steps=60, steps_per_dispatch=10, log_every=20, checkpoint_every=20,
-              checkpoints=TrainStateCheckpoints(f"{workdir}/checkpoints"), writer=writer)
+state = train(state, make_multi_step(step, 10), device_inputs(data), num_steps=60, steps_per_dispatch=10,
+              log_every=20, checkpoint_every=20, checkpoints=TrainStateCheckpoints(f"{workdir}/checkpoints"),
+              writer=writer)
 writer.close()
 loss = float(np.mean((np.asarray(model.apply(state.params, inputs)) - targets) ** 2))
 checksum = float(sum(np.abs(np.asarray(x)).sum() for x in jax.tree.leaves(state.params)))

@@ -6,7 +6,7 @@ import pytest
 
 from clam_jax.data.windows import pad_episodes
 from clam_jax.methods import clam
-from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
+from clam_jax.models.lam import ActionDecoder, make_latent_action_model
 from clam_jax.training.loop import make_multi_step
 from clam_jax.training.optim import make_optimizer
 
@@ -23,11 +23,15 @@ def toy_episodes(rng, num_episodes, steps=20, obs_dim=6, act_dim=2):
     return obs, actions
 
 
-def setup(decoder_every=2, beta=1.0, dtype="float32"):
+SMALL_TRANSFORMER = dict(embed_dim=32, num_heads=2, mlp_dim=64, num_layers=1, dropout=0.0)
+
+
+def setup(decoder_every=2, beta=1.0, dtype="float32", kind="mlp"):
     rng = np.random.default_rng(0)
     unlabeled, _ = toy_episodes(rng, 64)
     labeled, labeled_actions = toy_episodes(rng, 16)
-    lam = MLPLatentActionModel(obs_dim=6, latent_dim=4, hidden=(64, 64), context=1, dtype=dtype)
+    lam = make_latent_action_model(kind, obs_dim=6, latent_dim=4, context=1, future=0, dtype=dtype,
+                                   hidden=(64, 64), transformer=SMALL_TRANSFORMER)
     decoder = ActionDecoder(action_dim=2, embed_dim=16, hidden=(64,), dtype=dtype)
     lam_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
     dec_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
@@ -39,9 +43,9 @@ def setup(decoder_every=2, beta=1.0, dtype="float32"):
     return lam, decoder, state, step, data, labeled, labeled_actions
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_joint_step_lowers_reconstruction_and_decoder_losses_below_the_cheat_loss(dtype):
-    lam, decoder, state, step, data, _, _ = setup(dtype=dtype)
+@pytest.mark.parametrize("kind,dtype", [("mlp", "float32"), ("mlp", "bfloat16"), ("transformer", "float32")])
+def test_joint_step_lowers_reconstruction_and_decoder_losses_below_the_cheat_loss(kind, dtype):
+    lam, decoder, state, step, data, _, _ = setup(dtype=dtype, kind=kind)
     multi_step = make_multi_step(step, 100)
     state, first = multi_step(state, data)
     for _ in range(14):
@@ -82,3 +86,21 @@ def test_relabel_matches_the_idm_on_every_window_and_decodes_true_actions():
     np.testing.assert_allclose(latents[3, 7], lam.apply(state.lam_params, window, method=lam.idm)[0], atol=1e-5)
     error = clam.decoder_error(lam, decoder, state.lam_params, state.decoder_params, padded, actions, batch_size=50)
     assert error < 0.1 * np.var(actions[:, :-1])
+
+
+def test_update_scanned_over_streamed_batches_equals_steps_sampling_on_the_device():
+    from clam_jax.training.loop import make_multi_update
+
+    lam, decoder, state, step, data, _, _ = setup()
+    lam_tx = dec_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
+    update = clam.make_stage1_update(lam, decoder, lam_tx, dec_tx, decoder_every=2, beta=1.0)
+    # The batches the device-sampling step draws at steps 0..9, stacked into one streamed chunk.
+    keys = [jax.random.fold_in(state.rng, i) for i in range(10)]
+    batches = [clam.sample_stage1_batch(k, data, batch_size=64, labeled_batch_size=64, window=lam.window)
+               for k in keys]
+    chunk = jax.tree.map(lambda *x: jnp.stack(x), *batches)
+    sampled, sampled_metrics = make_multi_step(step, 10)(jax.tree.map(jnp.copy, state), data)  # donates its copy
+    streamed, streamed_metrics = make_multi_update(update)(state, chunk)
+    for x, y in zip(jax.tree.leaves(sampled.lam_params), jax.tree.leaves(streamed.lam_params), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(sampled_metrics["loss"], streamed_metrics["loss"], rtol=1e-6)

@@ -1,7 +1,10 @@
 import jax
 import jax.numpy as jnp
+import pytest
 
-from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel, MLPPolicy
+from clam_jax.errors import ConfigError
+from clam_jax.models.lam import (ActionDecoder, MLPLatentActionModel, MLPPolicy, TransformerLatentActionModel,
+                                 make_latent_action_model)
 
 
 def test_lam_shapes():
@@ -42,3 +45,55 @@ def test_mixed_precision_computes_in_bfloat16_and_returns_float32():
     assert "bf16" in str(jax.make_jaxpr(lam.apply)(params, window))
     z, prediction = lam.apply(params, window)
     assert z.dtype == prediction.dtype == jnp.float32
+
+
+def test_transformer_lam_at_paper_size_has_the_reference_parameter_count():
+    # ../shared/bench/torch_ref.py's TransformerCLAM (paper Table 12, 3-frame window): 8,722,487 parameters.
+    lam = TransformerLatentActionModel(obs_dim=39, latent_dim=16, context=1)
+    params = jax.eval_shape(lam.init, jax.random.key(0), jnp.zeros((1, lam.window, 39)))
+    assert sum(x.size for x in jax.tree.leaves(params)) == 8_722_487
+
+
+def small_transformer(**kwargs):
+    return TransformerLatentActionModel(obs_dim=5, latent_dim=3, context=1, future=1, embed_dim=16,
+                                        num_heads=2, mlp_dim=32, num_layers=2, **kwargs)
+
+
+def test_transformer_lam_predicts_every_next_frame_and_reads_z_at_the_current_frame():
+    lam = small_transformer()
+    window = jax.random.normal(jax.random.key(1), (4, lam.window, 5))
+    params = lam.init(jax.random.key(0), window)
+    z, predictions = lam.apply(params, window)
+    latents = lam.apply(params, window, method=lam.latents)
+    assert latents.shape == (4, lam.window - 1, 3) and predictions.shape == (4, lam.window - 1, 5)
+    assert jnp.array_equal(z, latents[:, lam.context])
+    assert jnp.array_equal(lam.apply(params, window, method=lam.idm), z)
+    assert lam.reconstruction_target(window).shape == predictions.shape
+
+
+def test_transformer_fdm_is_causal_over_observations():
+    lam = small_transformer(dropout=0.0)
+    window = jax.random.normal(jax.random.key(1), (4, lam.window, 5))
+    params = lam.init(jax.random.key(0), window)
+    latents = lam.apply(params, window, method=lam.latents)
+    observations = window[:, :-1]
+    predictions = lam.apply(params, observations, latents, method=lam.fdm)
+    for k in range(1, observations.shape[1]):
+        changed = lam.apply(params, observations.at[:, k].set(100.0), latents, method=lam.fdm)
+        # The prediction of o_{j+1} reads o_0 .. o_j only: changing o_k leaves predictions j < k alone.
+        assert jnp.allclose(changed[:, :k], predictions[:, :k], atol=1e-5)
+        assert not jnp.allclose(changed[:, k], predictions[:, k])
+
+
+def test_transformer_dropout_only_in_training_mode():
+    lam = small_transformer(dropout=0.5)
+    window = jax.random.normal(jax.random.key(1), (4, lam.window, 5))
+    params = lam.init(jax.random.key(0), window)
+    assert jnp.array_equal(lam.apply(params, window)[1], lam.apply(params, window)[1])
+    train = [lam.apply(params, window, train=True, rngs={"dropout": jax.random.key(i)})[1] for i in range(2)]
+    assert not jnp.allclose(train[0], train[1])
+
+
+def test_unknown_lam_kind_is_a_config_error():
+    with pytest.raises(ConfigError, match="Unknown latent action model 'rnn'"):
+        make_latent_action_model("rnn", obs_dim=3, latent_dim=2, context=1, future=0, dtype="float32")

@@ -8,7 +8,7 @@ from clam_jax.errors import NonFiniteLossError
 from clam_jax.methods.policy import init_policy, make_policy_step
 from clam_jax.models.lam import MLPPolicy
 from clam_jax.training.checkpoints import TrainStateCheckpoints
-from clam_jax.training.loop import make_multi_step, train
+from clam_jax.training.loop import device_inputs, make_multi_step, train
 from clam_jax.training.optim import make_optimizer
 
 
@@ -24,8 +24,8 @@ def regression_problem():
 
 
 def run(state, step, data, num_steps, checkpoints=None):
-    return train(state, step, data, num_steps=num_steps, steps_per_dispatch=10, log_every=20,
-                 checkpoint_every=20, checkpoints=checkpoints)
+    return train(state, make_multi_step(step, 10), device_inputs(data), num_steps=num_steps,
+                 steps_per_dispatch=10, log_every=20, checkpoint_every=20, checkpoints=checkpoints)
 
 
 def as_numpy(x):

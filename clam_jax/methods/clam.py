@@ -15,7 +15,7 @@ import numpy as np
 import optax
 
 from clam_jax.data.windows import all_windows, sample_windows
-from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
+from clam_jax.models.lam import ActionDecoder
 from clam_jax.training.sharding import split_batch
 
 
@@ -29,7 +29,7 @@ class Stage1State:
     decoder_opt_state: optax.OptState
 
 
-def init_stage1(rng, lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1State:
+def init_stage1(rng, lam, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1State:
     k_lam, k_dec, k_state = jax.random.split(rng, 3)
     lam_params = lam.init(k_lam, jnp.zeros((1, lam.window, lam.obs_dim)))
     decoder_params = decoder.init(k_dec, jnp.zeros((1, lam.latent_dim)))
@@ -42,29 +42,39 @@ def _mse(a, b):
     return jnp.mean(jnp.square(a - b))
 
 
-def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, decoder_tx, *,
-                     batch_size: int, labeled_batch_size: int, decoder_every: int, beta: float,
-                     batch_sharding=None):
-    """Returns step(state, data) -> (state, metrics).
+def sample_stage1_batch(key, data, *, batch_size: int, labeled_batch_size: int, window: int) -> dict:
+    """One stage-1 batch from device-resident padded episodes (see `clam_jax.data.windows`).
 
     `data` = {"unlabeled": padded observations, "labeled": padded observations,
-    "labeled_actions": [N, T + 1, A]} (see `clam_jax.data.windows`). With a
-    `batch_sharding`, sampled batches are split over its devices (data parallelism).
+    "labeled_actions": [N, T + 1, A]}; returns {"unlabeled": [B, W, D],
+    "labeled": [B_l, W, D], "labeled_actions": [B_l, A]}.
     """
-    window, target = lam.window, lam.context + 1
+    k_unlabeled, k_labeled = jax.random.split(key)
+    labeled, episode, t = sample_windows(k_labeled, data["labeled"], labeled_batch_size, window)
+    return {"unlabeled": sample_windows(k_unlabeled, data["unlabeled"], batch_size, window)[0],
+            "labeled": labeled, "labeled_actions": data["labeled_actions"][episode, t]}
 
-    def reconstruction(lam_params, windows):
-        _, prediction = lam.apply(lam_params, windows)
-        return _mse(prediction, windows[:, target])
 
-    def step(state: Stage1State, data):
-        k_unlabeled, k_labeled = jax.random.split(jax.random.fold_in(state.rng, state.step))
-        windows = split_batch(sample_windows(k_unlabeled, data["unlabeled"], batch_size, window)[0],
-                              batch_sharding)
-        cheat = _mse(windows[:, target - 1], windows[:, target])
+def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decoder_every: int, beta: float,
+                       batch_sharding=None):
+    """Returns update(state, batch) -> (state, metrics) for a batch shaped as `sample_stage1_batch`'s.
+
+    With a `batch_sharding`, the batch is split over its devices (data parallelism).
+    """
+    current = lam.context
+
+    def reconstruction(lam_params, windows, key):
+        _, prediction = lam.apply(lam_params, windows, train=True, rngs={"dropout": key})
+        return _mse(prediction, lam.reconstruction_target(windows))
+
+    def update(state: Stage1State, batch):
+        batch = split_batch(batch, batch_sharding)
+        windows = batch["unlabeled"]
+        k_recon, k_idm = jax.random.split(jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2))
+        cheat = _mse(windows[:, current], windows[:, current + 1])
 
         def reconstruction_step(state):
-            recon, grads = jax.value_and_grad(reconstruction)(state.lam_params, windows)
+            recon, grads = jax.value_and_grad(reconstruction)(state.lam_params, windows, k_recon)
             updates, lam_opt_state = lam_tx.update(grads, state.lam_opt_state, state.lam_params)
             state = state.replace(lam_params=optax.apply_updates(state.lam_params, updates),
                                   lam_opt_state=lam_opt_state)
@@ -72,13 +82,10 @@ def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, 
                            "lam_grad_norm": optax.global_norm(grads), "decoder_grad_norm": jnp.nan}
 
         def joint_step(state):
-            labeled, episode, t = sample_windows(k_labeled, data["labeled"], labeled_batch_size, window)
-            labeled, actions = split_batch((labeled, data["labeled_actions"][episode, t]), batch_sharding)
-
             def loss_fn(lam_params, decoder_params):
-                recon = reconstruction(lam_params, windows)
-                z = lam.apply(lam_params, labeled, method=lam.idm)
-                decoded = _mse(decoder.apply(decoder_params, z), actions)
+                recon = reconstruction(lam_params, windows, k_recon)
+                z = lam.apply(lam_params, batch["labeled"], train=True, rngs={"dropout": k_idm}, method=lam.idm)
+                decoded = _mse(decoder.apply(decoder_params, z), batch["labeled_actions"])
                 return recon + beta * decoded, (recon, decoded)
 
             (loss, (recon, decoded)), (lam_grads, decoder_grads) = jax.value_and_grad(
@@ -98,10 +105,25 @@ def make_stage1_step(lam: MLPLatentActionModel, decoder: ActionDecoder, lam_tx, 
         metrics["cheat_loss"] = cheat
         return state.replace(step=state.step + 1), metrics
 
+    return update
+
+
+def make_stage1_step(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, batch_size: int,
+                     labeled_batch_size: int, decoder_every: int, beta: float, batch_sharding=None):
+    """Returns step(state, data) -> (state, metrics): samples a batch from device-resident `data`
+    (see `sample_stage1_batch`) with the state's RNG and applies `make_stage1_update`."""
+    update = make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=decoder_every, beta=beta,
+                                batch_sharding=batch_sharding)
+
+    def step(state: Stage1State, data):
+        batch = sample_stage1_batch(jax.random.fold_in(state.rng, state.step), data, batch_size=batch_size,
+                                    labeled_batch_size=labeled_batch_size, window=lam.window)
+        return update(state, batch)
+
     return step
 
 
-def relabel(lam: MLPLatentActionModel, lam_params, padded: np.ndarray, *, batch_size: int) -> np.ndarray:
+def relabel(lam, lam_params, padded: np.ndarray, *, batch_size: int) -> np.ndarray:
     """Latent actions z_t for every transition of padded episodes: [N, T, latent_dim].
 
     Runs the frozen IDM over fixed-size chunks of episodes (the last chunk padded)

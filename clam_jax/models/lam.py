@@ -1,9 +1,12 @@
-"""MLP latent action model (paper Appendix G.3) and the action decoder.
+"""Latent action models (paper Appendix G.3) and the action decoder.
 
 A window holds `context` past frames, the current frame o_t, o_{t+1}, and
-`future` frames after it: [o_{t-H} .. o_t, o_{t+1}, .. o_{t+1+F}]. The IDM
-reads the whole window and returns z_t for the transition o_t -> o_{t+1}; the
-FDM reads o_{t-H} .. o_t and z_t and predicts o_{t+1}.
+`future` frames after it: [o_{t-H} .. o_t, o_{t+1}, .. o_{t+1+F}]. Every LAM
+has the same interface: `idm(window)` returns z_t for the transition
+o_t -> o_{t+1}; `__call__(window, train)` returns z_t and the FDM's
+predictions, which the stage-1 loss compares with `reconstruction_target(window)`.
+`train=True` turns dropout on (it needs a "dropout" RNG); relabelling uses the
+default, deterministic mode.
 """
 from typing import Any, Sequence
 
@@ -11,10 +14,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
+from clam_jax.models.transformer import DecoderBlock, EncoderBlock
 
 
 class MLPLatentActionModel(nn.Module):
+    """IDM: MLP over the flattened window; FDM: MLP over o[t-H .. t] and z_t, predicting o_{t+1}."""
+
     obs_dim: int
     latent_dim: int
     hidden: Sequence[int]
@@ -30,18 +37,106 @@ class MLPLatentActionModel(nn.Module):
         self.idm_net = MLP(self.hidden, self.latent_dim, self.dtype)
         self.fdm_net = MLP(self.hidden, self.obs_dim, self.dtype)
 
-    def idm(self, window: jax.Array) -> jax.Array:
-        """[B, window, obs_dim] -> z_t [B, latent_dim]."""
+    def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
+        """[B, window, obs_dim] -> z_t [B, latent_dim]. (No dropout: `train` is for the common interface.)"""
         return self.idm_net(window.reshape(window.shape[0], -1))
 
     def fdm(self, past: jax.Array, z: jax.Array) -> jax.Array:
         """past [B, context + 1, obs_dim], z [B, latent_dim] -> predicted o_{t+1} [B, obs_dim]."""
         return self.fdm_net(jnp.concatenate([past.reshape(past.shape[0], -1), z], axis=-1))
 
-    def __call__(self, window: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns (z_t, predicted o_{t+1})."""
         z = self.idm(window)
         return z, self.fdm(window[:, : self.context + 1], z)
+
+    def reconstruction_target(self, window: jax.Array) -> jax.Array:
+        return window[:, self.context + 1]
+
+
+class TransformerLatentActionModel(nn.Module):
+    """Transformer CLAM for states (paper Appendix G.3, Table 12).
+
+    IDM: a linear embedding (LeakyReLU) plus learned positions, a non-causal
+    encoder over the whole window, and a linear head giving one latent per
+    transition (read from the later frame's token). FDM: a decoder whose queries
+    are o_0 .. o_{W-2} under a causal self-attention mask and whose memory is the
+    embedded latents, attended without a mask as the paper does; it predicts
+    every next frame o_1 .. o_{W-1}. z_t is the latent of the transition at the
+    window's current frame.
+    """
+
+    obs_dim: int
+    latent_dim: int
+    context: int = 1
+    future: int = 0
+    embed_dim: int = 256
+    num_heads: int = 4
+    mlp_dim: int = 2048
+    num_layers: int = 3
+    dropout: float = 0.1
+    dtype: Any = "float32"
+
+    @property
+    def window(self) -> int:
+        return self.context + 2 + self.future
+
+    def setup(self):
+        block = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout=self.dropout, dtype=self.dtype)
+        positions = nn.initializers.normal(1.0)
+        self.idm_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
+        self.idm_positions = self.param("idm_positions", positions, (self.window, self.embed_dim))
+        self.encoder = [EncoderBlock(**block) for _ in range(self.num_layers)]
+        self.latent_head = nn.Dense(self.latent_dim, dtype=self.dtype)
+        self.fdm_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
+        self.latent_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
+        self.fdm_positions = self.param("fdm_positions", positions, (self.window, self.embed_dim))
+        self.decoder = [DecoderBlock(**block) for _ in range(self.num_layers)]
+        self.decoder_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
+        self.to_observation = nn.Dense(self.obs_dim, dtype=self.dtype)
+
+    def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
+        """[B, W, obs_dim] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
+        h = nn.leaky_relu(self.idm_embed(window), 0.2) + self.idm_positions.astype(self.dtype)
+        for block in self.encoder:
+            h = block(h, train=train)
+        return self.latent_head(h[:, 1:]).astype("float32")
+
+    def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
+        return self.latents(window, train)[:, self.context]
+
+    def fdm(self, observations: jax.Array, latents: jax.Array, train: bool = False) -> jax.Array:
+        """o_0 .. o_{n-1} [B, n, obs_dim] and their latents [B, n, latent_dim] -> o_1 .. o_n predicted."""
+        n = observations.shape[1]
+        positions = self.fdm_positions.astype(self.dtype)
+        queries = nn.leaky_relu(self.fdm_embed(observations), 0.2) + positions[:n]
+        memory = self.latent_embed(latents) + positions[1:n + 1]
+        causal = nn.make_causal_mask(observations[..., 0])
+        for block in self.decoder:
+            queries = block(queries, memory, self_mask=causal, train=train)
+        return self.to_observation(self.decoder_norm(queries)).astype("float32")
+
+    def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Returns (z_t, predictions of o_1 .. o_{W-1})."""
+        latents = self.latents(window, train)
+        return latents[:, self.context], self.fdm(window[:, :-1], latents, train)
+
+    def reconstruction_target(self, window: jax.Array) -> jax.Array:
+        return window[:, 1:]
+
+
+LAM_KINDS = ("mlp", "transformer")
+
+
+def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, context: int, future: int,
+                             dtype: Any, hidden=(1024, 1024), transformer=None) -> nn.Module:
+    """The LAM named by `kind` ("mlp" or "transformer"); `transformer` holds that model's sizes."""
+    common = dict(obs_dim=obs_dim, latent_dim=latent_dim, context=context, future=future, dtype=dtype)
+    if kind == "mlp":
+        return MLPLatentActionModel(hidden=tuple(hidden), **common)
+    if kind == "transformer":
+        return TransformerLatentActionModel(**dict(transformer or {}), **common)
+    raise ConfigError(f"Unknown latent action model {kind!r}; use one of {LAM_KINDS}.")
 
 
 class ActionDecoder(nn.Module):

@@ -1,13 +1,16 @@
 """The generic training loop: K steps per jitted dispatch with `lax.scan`.
 
-`step_fn(state, data) -> (state, metrics)` is pure; `data` holds device-resident
-arrays that the step samples batches from with the RNG in the state, so the
-host only syncs to log, check for non-finite losses, and save. Metrics a step
-did not compute (e.g. the decoder loss on a reconstruction-only step) are NaN
-and averaged out with nanmean; the loss itself is averaged with a plain mean, so
-one non-finite step makes the whole chunk's loss non-finite.
+Two kinds of dispatch feed it. `make_multi_step`: `step_fn(state, data)` samples
+its batch from device-resident `data` with the RNG in the state, the same
+arrays every dispatch. `make_multi_update`: `update_fn(state, batch)` is scanned
+over a chunk of K batches streamed from the host (`clam_jax.data.streaming`).
+Either way the host only syncs to log, check for non-finite losses, and save.
+Metrics a step did not compute (e.g. the decoder loss on a reconstruction-only
+step) are NaN and averaged out with nanmean; the loss itself is averaged with a
+plain mean, so one non-finite step makes the whole chunk's loss non-finite.
 """
 import functools
+import itertools
 import time
 
 import jax
@@ -25,11 +28,33 @@ def scan_steps(step_fn, state, data, *, length: int):
         return step_fn(carry, data)
 
     state, metrics = jax.lax.scan(body, state, None, length=length)
-    return state, {k: jnp.mean(v) if k == "loss" else jnp.nanmean(v) for k, v in metrics.items()}
+    return state, _chunk_means(metrics)
 
 
-def make_multi_step(step_fn, steps_per_dispatch: int):
-    return jax.jit(functools.partial(scan_steps, step_fn, length=steps_per_dispatch), donate_argnums=0)
+def scan_batches(update_fn, state, chunk):
+    """One update per leading entry of `chunk` (a pytree of [K, ...] arrays); returns chunk means."""
+    state, metrics = jax.lax.scan(update_fn, state, chunk)
+    return state, _chunk_means(metrics)
+
+
+def _chunk_means(metrics: dict) -> dict:
+    return {k: jnp.mean(v) if k == "loss" else jnp.nanmean(v) for k, v in metrics.items()}
+
+
+def make_multi_step(step_fn, steps_per_dispatch: int, seeds: int = 1):
+    """One jitted dispatch of K steps; with `seeds` > 1, over a leading seed axis of the state."""
+    chunk = functools.partial(scan_steps, step_fn, length=steps_per_dispatch)
+    return jax.jit(over_seeds(chunk) if seeds > 1 else chunk, donate_argnums=0)
+
+
+def make_multi_update(update_fn):
+    """One jitted dispatch of `update_fn` over a chunk of K streamed batches."""
+    return jax.jit(functools.partial(scan_batches, update_fn), donate_argnums=0)
+
+
+def device_inputs(data):
+    """`train` inputs for a `make_multi_step` program: the same device-resident arrays every dispatch."""
+    return lambda start_step: itertools.repeat(data)
 
 
 def over_seeds(fn):
@@ -41,34 +66,50 @@ def over_seeds(fn):
     return jax.vmap(fn, in_axes=(0, None))
 
 
-def train(state, step_fn, data, *, num_steps: int, steps_per_dispatch: int, log_every: int,
+def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int, log_every: int,
           checkpoint_every: int, checkpoints=None, writer=None, desc: str = "train"):
-    """Trains from `state` (or the latest checkpoint) up to `num_steps`; returns the final state."""
+    """Trains from `state` (or the latest checkpoint) up to `num_steps`; returns the final state.
+
+    `multi_step(state, x)` runs `steps_per_dispatch` steps; `inputs(start_step)`
+    returns an iterator of its `x` for the dispatches from `start_step` on (see
+    `device_inputs`; a streaming loader resumes where the checkpoint left off).
+    The logged `input_wait_fraction` is the share of wall time spent waiting for
+    the next input: near 0 when input keeps up with training.
+    """
     if checkpoints is not None and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state)
     start = int(state.step)
-    multi_step = make_multi_step(step_fn, steps_per_dispatch)
-    last_time, last_step = time.perf_counter(), start
-    with tqdm.tqdm(total=num_steps, initial=start, desc=desc, unit="step", mininterval=2.0,
-                   disable=jax.process_index() != 0) as bar:
-        for step in range(start + steps_per_dispatch, num_steps + 1, steps_per_dispatch):
-            state, metrics = multi_step(state, data)
-            bar.update(steps_per_dispatch)
-            log_now = step % log_every == 0 or step == num_steps
-            save_now = checkpoints is not None and (step % checkpoint_every == 0 or step == num_steps)
-            if not (log_now or save_now):
-                continue
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            if not np.isfinite(metrics["loss"]):
-                raise NonFiniteLossError(
-                    f"{desc}: the loss became {metrics['loss']} by step {step}; the last good checkpoint "
-                    "is kept, lower the learning rate or check the data for outliers before resuming.")
-            if log_now and writer is not None:
-                now = time.perf_counter()
-                metrics["steps_per_s"] = (step - last_step) / (now - last_time)
-                last_time, last_step = now, step
-                writer.write(step, {k: v for k, v in metrics.items() if np.isfinite(v)})
-                bar.set_postfix(loss=f"{metrics['loss']:.4g}")
-            if save_now:
-                checkpoints.save(step, state)
+    batches = inputs(start)
+    last_time, last_step, input_wait = time.perf_counter(), start, 0.0
+    try:
+        with tqdm.tqdm(total=num_steps, initial=start, desc=desc, unit="step", mininterval=2.0,
+                       disable=jax.process_index() != 0) as bar:
+            for step in range(start + steps_per_dispatch, num_steps + 1, steps_per_dispatch):
+                wait_start = time.perf_counter()
+                batch = next(batches)
+                input_wait += time.perf_counter() - wait_start
+                state, metrics = multi_step(state, batch)
+                bar.update(steps_per_dispatch)
+                log_now = step % log_every == 0 or step == num_steps
+                save_now = checkpoints is not None and (step % checkpoint_every == 0 or step == num_steps)
+                if not (log_now or save_now):
+                    continue
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                if not np.isfinite(metrics["loss"]):
+                    raise NonFiniteLossError(
+                        f"{desc}: the loss became {metrics['loss']} by step {step}; the last good checkpoint "
+                        "is kept, lower the learning rate or check the data for outliers before resuming.")
+                if log_now and writer is not None:
+                    now = time.perf_counter()
+                    metrics["steps_per_s"] = (step - last_step) / (now - last_time)
+                    metrics["input_wait_fraction"] = input_wait / (now - last_time)
+                    last_time, last_step, input_wait = now, step, 0.0
+                    writer.write(step, {k: v for k, v in metrics.items() if np.isfinite(v)})
+                    bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+                if save_now:
+                    checkpoints.save(step, state)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
     return state

@@ -30,6 +30,11 @@ def batch_split(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def chunk_sharding(mesh: Mesh) -> NamedSharding:
+    """Streamed chunks of K batches, [K, B, ...]: the batch axis (axis 1) split over the devices."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
 def put_replicated(tree, mesh: Mesh):
     """Host arrays (the same in every process) -> global arrays replicated on every device."""
     sharding = replicated(mesh)

@@ -1,0 +1,46 @@
+"""The throughput benchmark: its FLOP count, and one real run of its CLI printing JSON lines."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from clam_jax.benchmark import model_flops_per_step
+from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_model_flops_count_forward_and_backward_matrix_products():
+    batch, obs, latent, hidden = 32, 10, 4, 64
+    lam = MLPLatentActionModel(obs_dim=obs, latent_dim=latent, hidden=(hidden,), context=1)
+    decoder = ActionDecoder(action_dim=3, embed_dim=8, hidden=(hidden,))
+    params = (lam.init(jax.random.key(0), jnp.zeros((1, lam.window, obs))),
+              decoder.init(jax.random.key(1), jnp.zeros((1, latent))))
+    # Reconstruction: IDM (3*obs -> hidden -> latent) and FDM (2*obs + latent -> hidden -> obs).
+    forward = 2 * batch * (3 * obs * hidden + hidden * latent + (2 * obs + latent) * hidden + hidden * obs)
+    recon_only = model_flops_per_step(lam, decoder, *params, batch=batch, decoder_every=10**9)
+    # Backward costs about twice the forward pass (less for the first layers, whose inputs need no gradient).
+    assert 2.2 * forward < recon_only < 3.3 * forward
+    assert model_flops_per_step(lam, decoder, *params, batch=batch, decoder_every=1) > 1.5 * recon_only
+
+
+def test_benchmark_cli_prints_one_json_line_per_measurement_and_a_table(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "clam_jax.benchmark", "--config=configs/benchmark.py:smoke", f"--json_out={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 1
+    record = records[0]
+    for key in ("model", "batch", "steps_per_dispatch", "seeds", "steps_per_s", "samples_per_s", "flops_per_step",
+                "device"):
+        assert key in record
+    assert (record["model"], record["batch"], record["seeds"]) == ("mlp", 8, 2)
+    assert record["samples_per_s"] == pytest.approx(record["steps_per_s"] * 8 * 2, rel=0.01)  # both rounded
+    assert record["flops_per_step"] > 0 and record["params_per_seed"] == 5_011_003
+    assert "| model | batch |" in result.stdout
