@@ -3,9 +3,11 @@
   python -m clam_jax.train --config=configs/metaworld.py:quick --workdir=runs/quick
 
 Stages: collect (if the datasets are missing) -> CLAM stage 1 (LAM + joint
-action decoder) -> relabel D_unlabeled_expert with the frozen IDM -> stage 2
-latent policy -> evaluation; plus BC on D_labeled (`bc`) and privileged BC on
-D_unlabeled_expert's true actions (`bc_expert`). Every stage is skipped when
+action decoder; with `stage1.joint=False` the decoder is fitted afterwards) ->
+relabel D_unlabeled_expert with the frozen IDM -> stage 2 latent policy ->
+evaluation; plus BC on D_labeled (`bc`), privileged BC on D_unlabeled_expert's
+true actions (`bc_expert`), and VPT (an IDM fitted to D_labeled labels the
+expert episodes for BC). Every stage is skipped when
 its output is in the workdir and resumes from its last checkpoint when it was
 interrupted. Results go to `<workdir>/results.json`.
 """
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 
 import jax
+import ml_collections
 import numpy as np
 from jax.experimental.multihost_utils import sync_global_devices
 
@@ -24,7 +27,7 @@ from clam_jax.collect import DATASETS, collect_datasets, data_dir
 from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
 from clam_jax.data.statistics import Normalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
-from clam_jax.data.windows import pad_episodes
+from clam_jax.data.windows import all_windows, pad_episodes, window_length
 from clam_jax.errors import DataError
 from clam_jax.methods import clam
 from clam_jax.methods.policy import init_policy, make_policy_step
@@ -99,12 +102,12 @@ def train_stage1(config, workdir: Path, mesh, datasets, normalizer) -> clam.Stag
     state = init_replicated(init, mesh, jax.random.key(config.seed))
     if config.train.input == "stream":
         update = clam.make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=s1.decoder_every,
-                                         beta=s1.beta, batch_sharding=batch_split(mesh))
+                                         beta=s1.beta, joint=s1.joint, batch_sharding=batch_split(mesh))
         multi_step, inputs = make_multi_update(update), _streamed_inputs(config, workdir, mesh, normalizer)
     else:
         step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
                                      labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
-                                     beta=s1.beta, batch_sharding=batch_split(mesh))
+                                     beta=s1.beta, joint=s1.joint, batch_sharding=batch_split(mesh))
         data = put_replicated({"unlabeled": _padded(config, normalizer, datasets["unlabeled"]),
                                "labeled": _padded(config, normalizer, datasets["labeled"]),
                                "labeled_actions": datasets["labeled"].actions}, mesh)
@@ -148,15 +151,33 @@ def _padded(config, normalizer, episodes: Episodes) -> np.ndarray:
     return pad_episodes(normalizer(episodes.observations), config.lam.context, config.lam.future)
 
 
-def train_policy(config, workdir: Path, mesh, name: str, model, inputs, targets, seed_offset: int):
-    p = config.policy
-    tx = make_optimizer(lr=p.lr, weight_decay=p.weight_decay, warmup=p.warmup, clip=p.clip)
+def train_regression(config, workdir: Path, mesh, method: str, stage: str, model, inputs, targets, *,
+                     hparams, seed_offset: int):
+    """Fits `model(inputs) ~ targets` by MSE with the recipe in `hparams` (lr, weight_decay, warmup, clip,
+    batch_size, steps): the policies, and the action decoder when it is trained after the LAM."""
+    tx = make_optimizer(lr=hparams.lr, weight_decay=hparams.weight_decay, warmup=hparams.warmup,
+                        clip=hparams.clip)
     init = functools.partial(init_policy, model=model, tx=tx, obs_dim=inputs.shape[-1])
     state = init_replicated(init, mesh, jax.random.key(config.seed + seed_offset))
     data = put_replicated({"inputs": inputs, "targets": targets}, mesh)
-    step = make_policy_step(model, tx, batch_size=p.batch_size, batch_sharding=batch_split(mesh))
+    step = make_policy_step(model, tx, batch_size=hparams.batch_size, batch_sharding=batch_split(mesh))
     return _train_stage(config, workdir, state, make_multi_step(step, config.train.steps_per_dispatch),
-                        device_inputs(data), p.steps, name, "policy")
+                        device_inputs(data), hparams.steps, method, stage)
+
+
+def train_separate_decoder(config, workdir: Path, mesh, lam, decoder, lam_params, labeled: Episodes, normalizer):
+    """The decoder trained after the LAM, on the frozen IDM's latents of D_labeled (`stage1.joint=False`)."""
+    s1 = config.stage1
+    latents = clam.relabel(lam, lam_params, _padded(config, normalizer, labeled),
+                           batch_size=config.train.relabel_batch_size)
+    actions = labeled.actions[:, : latents.shape[1]]
+    hparams = ml_collections.ConfigDict(dict(
+        lr=s1.decoder_lr, weight_decay=s1.decoder_weight_decay, warmup=s1.warmup, clip=s1.clip,
+        batch_size=s1.labeled_batch_size, steps=s1.separate_decoder_steps))
+    state = train_regression(config, workdir, mesh, "clam", "decoder", decoder,
+                             latents.reshape(-1, latents.shape[-1]), actions.reshape(-1, actions.shape[-1]),
+                             hparams=hparams, seed_offset=3)
+    return state.params
 
 
 def _policy_spec(config, method, normalizer, out_dim, squash, decoder=None) -> dict:
@@ -179,9 +200,11 @@ def run_clam(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -
     lam, decoder = _lam_and_decoder(config)
     start = time.perf_counter()
     stage1 = train_stage1(config, workdir, mesh, datasets, normalizer)
+    decoder_params = stage1.decoder_params if config.stage1.joint else train_separate_decoder(
+        config, workdir, mesh, lam, decoder, stage1.lam_params, datasets["labeled"], normalizer)
     if not log.done("stage1"):
         errors = {f"decoder_mse_{name}": clam.decoder_error(
-            lam, decoder, stage1.lam_params, stage1.decoder_params, _padded(config, normalizer, datasets[name]),
+            lam, decoder, stage1.lam_params, decoder_params, _padded(config, normalizer, datasets[name]),
             datasets[name].actions, batch_size=config.train.relabel_batch_size) for name in ("labeled", "expert")}
         last = _last_metrics(workdir, "clam/stage1")
         log.record("stage1", {"wall_time_s": time.perf_counter() - start, "steps": config.stage1.steps,
@@ -197,9 +220,9 @@ def run_clam(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -
     start = time.perf_counter()
     spec = _policy_spec(config, "clam", normalizer, config.lam.latent_dim, False, _decoder_spec(config))
     inputs = _transitions(expert.observations, normalizer)
-    state = train_policy(config, workdir, mesh, "clam", MLPPolicy(**spec["policy"]), inputs,
-                         latents.reshape(len(inputs), -1), 1)
-    save_policy(workdir / "clam" / "policy", {"policy": state.params, "decoder": stage1.decoder_params}, spec)
+    state = train_regression(config, workdir, mesh, "clam", "policy", MLPPolicy(**spec["policy"]), inputs,
+                             latents.reshape(len(inputs), -1), hparams=config.policy, seed_offset=1)
+    save_policy(workdir / "clam" / "policy", {"policy": state.params, "decoder": decoder_params}, spec)
     log.record("stage2", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
 
 
@@ -209,12 +232,52 @@ def run_bc(config, workdir: Path, mesh, method: str, datasets, normalizer, log: 
     start = time.perf_counter()
     episodes = datasets[_POLICY_DATA[method]]
     inputs = _transitions(episodes.observations, normalizer)
-    targets = episodes.actions[:, :-1].reshape(len(inputs), -1)
+    targets = _transition_actions(episodes)
     spec = _policy_spec(config, method, normalizer, config.action_dim, True)
-    state = train_policy(config, workdir, mesh, method, MLPPolicy(**spec["policy"]), inputs, targets, 2)
+    state = train_regression(config, workdir, mesh, method, "policy", MLPPolicy(**spec["policy"]), inputs, targets,
+                             hparams=config.policy, seed_offset=2)
     save_policy(workdir / method / "policy", {"policy": state.params}, spec)
     log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps,
                           "episodes": episodes.num_episodes})
+
+
+def run_vpt(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -> None:
+    """VPT: an IDM fitted to D_labeled's true actions labels the expert episodes; BC on those labels.
+
+    The IDM is an MLP of the LAM's hidden sizes over the LAM's window, with a
+    tanh output, trained with the policy recipe.
+    """
+    if policy_exists(workdir / "vpt" / "policy"):
+        return
+    start = time.perf_counter()
+    labeled, expert = datasets["labeled"], datasets["expert"]
+    idm = MLPPolicy(out_dim=config.action_dim, hidden=list(config.lam.hidden), squash=True,
+                    dtype=config.train.compute_dtype)
+    idm_state = train_regression(config, workdir, mesh, "vpt", "idm", idm, _flat_windows(config, normalizer, labeled),
+                                 _transition_actions(labeled), hparams=config.policy, seed_offset=4)
+    labels = np.asarray(jax.jit(idm.apply)(idm_state.params, _flat_windows(config, normalizer, expert)))
+    log.record("idm", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps,
+                       "idm_mse_expert": float(np.mean(np.square(labels - _transition_actions(expert))))})
+
+    start = time.perf_counter()
+    spec = _policy_spec(config, "vpt", normalizer, config.action_dim, True)
+    state = train_regression(config, workdir, mesh, "vpt", "policy", MLPPolicy(**spec["policy"]),
+                             _transitions(expert.observations, normalizer), labels, hparams=config.policy,
+                             seed_offset=5)
+    save_policy(workdir / "vpt" / "policy", {"policy": state.params}, spec)
+    log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
+
+
+def _flat_windows(config, normalizer, episodes: Episodes) -> np.ndarray:
+    """Every transition's LAM window, flattened: [N * T, window * obs_dim]."""
+    padded = _padded(config, normalizer, episodes)
+    windows = all_windows(padded, window_length(config.lam.context, config.lam.future))
+    return np.asarray(windows).reshape(windows.shape[0], -1)
+
+
+def _transition_actions(episodes: Episodes) -> np.ndarray:
+    """a_t for t in 0..T-1, flattened over episodes (aligned with `_transitions` and `_flat_windows`)."""
+    return episodes.actions[:, :-1].reshape(-1, episodes.actions.shape[-1])
 
 
 def _last_metrics(workdir: Path, stage: str) -> dict:
@@ -267,6 +330,8 @@ def run(config, workdir) -> list[dict]:
         log = StageLog(workdir / method)
         if method == "clam":
             run_clam(config, workdir, mesh, datasets, normalizer, log)
+        elif method == "vpt":
+            run_vpt(config, workdir, mesh, datasets, normalizer, log)
         else:
             run_bc(config, workdir, mesh, method, datasets, normalizer, log)
         result = run_evaluation(config, workdir, method, log)

@@ -4,7 +4,7 @@ from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
 
-KNOWN_METHODS = ("clam", "bc", "bc_expert")
+KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt")
 
 
 def validate_config(config) -> None:
@@ -33,10 +33,11 @@ def validate_config(config) -> None:
             raise ConfigError(
                 f"config.train.{key}={config.train[key]} must be a multiple of "
                 f"config.train.steps_per_dispatch={k}.")
-    for section in ("stage1", "policy"):
-        if config[section].steps % k:
+    for name in ("stage1.steps", "stage1.separate_decoder_steps", "policy.steps"):
+        section, key = name.split(".")
+        if config[section][key] % k:
             raise ConfigError(
-                f"config.{section}.steps={config[section].steps} must be a multiple of "
+                f"config.{name}={config[section][key]} must be a multiple of "
                 f"config.train.steps_per_dispatch={k}.")
     if config.train.compute_dtype not in ("float32", "bfloat16"):
         raise ConfigError(

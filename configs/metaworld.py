@@ -55,7 +55,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.stage1.labeled_batch_size = 128
     c.stage1.decoder_every = 2  # K: the decoder loss is applied every K-th step
     c.stage1.beta = 1.0  # weight of the decoder loss
-    c.stage1.joint = True  # False: decoder trained after the LAM, on frozen latents
+    c.stage1.joint = True  # False: the LAM by reconstruction alone, then the decoder on its frozen latents
+    c.stage1.separate_decoder_steps = 50_000  # decoder updates after the LAM when joint=False
     c.stage1.lr = 3e-4
     c.stage1.weight_decay = 1e-3
     c.stage1.decoder_lr = 1e-3
@@ -73,7 +74,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.policy.warmup = 25_000
     c.policy.clip = 1.0
 
-    c.methods = ("clam", "bc", "bc_expert")
+    c.methods = ("clam", "bc", "bc_expert", "vpt")
 
     c.train = ml_collections.ConfigDict()
     c.train.steps_per_dispatch = 500  # steps run by one jitted lax.scan call
@@ -105,6 +106,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.decoder.hidden = (512, 512)
         c.stage1.steps = 20_000
         c.stage1.warmup = 1_000
+        c.stage1.separate_decoder_steps = 5_000
         c.policy.hidden = (512, 512)
         c.policy.steps = 10_000
         c.policy.warmup = 500
@@ -123,6 +125,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.decoder.embed_dim = 16
         c.decoder.hidden = (32, 32)
         c.stage1.steps = 40
+        c.stage1.separate_decoder_steps = 20
         c.stage1.batch_size = 16
         c.stage1.labeled_batch_size = 16
         c.stage1.warmup = 10

@@ -26,7 +26,7 @@ def toy_episodes(rng, num_episodes, steps=20, obs_dim=6, act_dim=2):
 SMALL_TRANSFORMER = dict(embed_dim=32, num_heads=2, mlp_dim=64, num_layers=1, dropout=0.0)
 
 
-def setup(decoder_every=2, beta=1.0, dtype="float32", kind="mlp"):
+def setup(decoder_every=2, beta=1.0, dtype="float32", kind="mlp", joint=True):
     rng = np.random.default_rng(0)
     unlabeled, _ = toy_episodes(rng, 64)
     labeled, labeled_actions = toy_episodes(rng, 16)
@@ -37,7 +37,7 @@ def setup(decoder_every=2, beta=1.0, dtype="float32", kind="mlp"):
     dec_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
     state = clam.init_stage1(jax.random.key(0), lam, decoder, lam_tx, dec_tx)
     step = clam.make_stage1_step(lam, decoder, lam_tx, dec_tx, batch_size=64, labeled_batch_size=64,
-                                 decoder_every=decoder_every, beta=beta)
+                                 decoder_every=decoder_every, beta=beta, joint=joint)
     data = jax.device_put({"unlabeled": pad_episodes(unlabeled, 1, 0), "labeled": pad_episodes(labeled, 1, 0),
                            "labeled_actions": labeled_actions})
     return lam, decoder, state, step, data, labeled, labeled_actions
@@ -72,6 +72,18 @@ def test_decoder_updates_only_every_k_steps_and_its_gradient_reaches_the_idm():
     _, _, state_b0, step_b0, _, _, _ = setup(decoder_every=2, beta=0.0)
     lam_b0 = jax.jit(step_b0)(state_b0, data)[0].lam_params["params"]["idm_net"]
     assert changed(state1.lam_params["params"]["idm_net"], lam_b0)
+
+
+def test_separate_training_leaves_the_decoder_alone_and_the_idm_to_reconstruction():
+    _, _, state, step, data, _, _ = setup(joint=False)
+    separate, metrics = jax.jit(step)(state, data)  # step 0, a decoder step when joint
+    _, _, state_b0, step_b0, _, _, _ = setup(beta=0.0)
+    joint_b0 = jax.jit(step_b0)(state_b0, data)[0]
+    for a, b in zip(jax.tree.leaves(state.decoder_params), jax.tree.leaves(separate.decoder_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(jax.tree.leaves(separate.lam_params), jax.tree.leaves(joint_b0.lam_params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert np.isnan(metrics["decoder_loss"])
 
 
 def test_relabel_matches_the_idm_on_every_window_and_decodes_true_actions():

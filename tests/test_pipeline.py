@@ -29,12 +29,14 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     assert "clam stage1" in done.stderr and "bc policy" in done.stderr
     results = json.loads((workdir / "results.json").read_text())
     rows = {row["method"]: row for row in results["results"]}
-    assert set(rows) == {"clam", "bc", "bc_expert"}
+    assert set(rows) == {"clam", "bc", "bc_expert", "vpt"}
     for row in rows.values():
         assert row["task"] == "assembly-v3" and row["seed"] == 0 and row["num_episodes"] == 4
         assert 0.0 <= row["success_rate"] <= 1.0
     stage1 = rows["clam"]["stage1"]
     assert np.isfinite([stage1["recon_loss"], stage1["cheat_loss"], stage1["decoder_mse_expert"]]).all()
+    vpt = json.loads((workdir / "vpt" / "summary.json").read_text())
+    assert np.isfinite(vpt["idm"]["idm_mse_expert"]) and (workdir / "vpt" / "checkpoints" / "idm").is_dir()
     assert results["datasets"]["labeled"]["success_rate"] == 0.0
     assert results["datasets"]["expert"]["collect_wall_time_s"] > 0
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -60,7 +62,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("--config.task=assembly-v9", "Unknown MetaWorld task 'assembly-v9'"),
-    ("--config.methods=('clam','vpt')", "Unknown method 'vpt'"),
+    ("--config.methods=('clam','gail')", "Unknown method 'gail'"),
     ("--config.obs_dim=40", "do not match MetaWorld state observations"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):

@@ -56,9 +56,11 @@ def sample_stage1_batch(key, data, *, batch_size: int, labeled_batch_size: int, 
 
 
 def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decoder_every: int, beta: float,
-                       batch_sharding=None):
+                       joint: bool = True, batch_sharding=None):
     """Returns update(state, batch) -> (state, metrics) for a batch shaped as `sample_stage1_batch`'s.
 
+    `joint=False` trains the LAM by reconstruction alone (the decoder is fitted
+    afterwards on frozen latents: the paper's "separate" ablation, as LAPO does).
     With a `batch_sharding`, the batch is split over its devices (data parallelism).
     """
     current = lam.context
@@ -101,7 +103,10 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
                            "lam_grad_norm": optax.global_norm(lam_grads),
                            "decoder_grad_norm": optax.global_norm(decoder_grads)}
 
-        state, metrics = jax.lax.cond(state.step % decoder_every == 0, joint_step, reconstruction_step, state)
+        if joint:
+            state, metrics = jax.lax.cond(state.step % decoder_every == 0, joint_step, reconstruction_step, state)
+        else:
+            state, metrics = reconstruction_step(state)
         metrics["cheat_loss"] = cheat
         return state.replace(step=state.step + 1), metrics
 
@@ -109,11 +114,12 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
 
 
 def make_stage1_step(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, batch_size: int,
-                     labeled_batch_size: int, decoder_every: int, beta: float, batch_sharding=None):
+                     labeled_batch_size: int, decoder_every: int, beta: float, joint: bool = True,
+                     batch_sharding=None):
     """Returns step(state, data) -> (state, metrics): samples a batch from device-resident `data`
     (see `sample_stage1_batch`) with the state's RNG and applies `make_stage1_update`."""
     update = make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=decoder_every, beta=beta,
-                                batch_sharding=batch_sharding)
+                                joint=joint, batch_sharding=batch_sharding)
 
     def step(state: Stage1State, data):
         batch = sample_stage1_batch(jax.random.fold_in(state.rng, state.step), data, batch_size=batch_size,
