@@ -29,7 +29,7 @@ def data_dir(workdir) -> Path:
     return Path(workdir) / "data"
 
 
-def _signature(config) -> dict:
+def collection_signature(config) -> dict:
     return {"task": config.task, "seed": config.seed, "max_steps": config.max_steps,
             "action_repeat": config.action_repeat,
             "datasets": {name: config.data[name].to_dict() for name in DATASETS}}
@@ -38,7 +38,7 @@ def _signature(config) -> dict:
 def _check_signature(config, root: Path) -> None:
     """Refuses to mix datasets made with another task, seed or recipe into one workdir."""
     path = root / _SIGNATURE_FILE
-    wanted = json.loads(json.dumps(_signature(config)))
+    wanted = json.loads(json.dumps(collection_signature(config)))
     if path.exists():
         found = json.loads(path.read_text())
         if found != wanted:

@@ -80,13 +80,13 @@ def test_missing_workdir_flag_is_explained():
 
 
 def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
-    from clam_jax.collect import _signature, data_dir
+    from clam_jax.collect import collection_signature, data_dir
     from clam_jax.train import load_datasets
 
     config = tiny_config()
     root = data_dir(tmp_path)
     root.mkdir(parents=True)
-    (root / "collect_config.json").write_text(json.dumps(_signature(config)))
+    (root / "collect_config.json").write_text(json.dumps(collection_signature(config)))
     for name in ("unlabeled", "labeled", "expert"):
         write_episodes(root / name, make_episodes(obs_dim=12), {"num_episodes": 3})
     with pytest.raises(DataError, match="observations of size 12.*expects 39"):

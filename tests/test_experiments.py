@@ -1,0 +1,69 @@
+"""The experiment runner: overrides, the results table, and a real grid that resumes without redoing cells."""
+import json
+import shutil
+
+import pytest
+
+from clam_jax.errors import ConfigError
+from clam_jax.experiments import cell_config, parse_overrides
+from clam_jax.results_table import markdown_table
+from tests.test_pipeline import cli
+
+
+def record(method, task, seed, rate, variant="default"):
+    return {"method": method, "variant": variant, "task": task, "seed": seed, "success_rate": rate}
+
+
+def test_table_gives_mean_and_std_over_seeds_and_marks_the_best_non_privileged_entry():
+    records = [record("clam", "assembly", s, r) for s, r in ((0, 0.7), (1, 0.5), (2, 0.6))]
+    records += [record("bc", "assembly", s, r) for s, r in ((0, 0.0), (1, 0.2), (2, 0.1))]
+    records += [record("bc_expert", "assembly", s, 1.0) for s in (0, 1, 2)]
+    records += [record("clam", "bin-picking", s, r) for s, r in ((0, 0.4), (1, 0.2))]
+    records += [record("bc", "bin-picking", s, 0.5) for s in (0, 1)]
+    records += [record("clam", "assembly", s, 0.0, variant="separate") for s in (0, 1)]
+    lines = markdown_table(records).splitlines()
+    assert lines[0] == "| method | assembly | bin-picking | mean |"
+    assert lines[2] == "| clam | **0.60 ± 0.08 (3)** | 0.30 ± 0.10 (2) | **0.45** |"
+    assert lines[3] == "| bc | 0.10 ± 0.08 (3) | **0.50 ± 0.00 (2)** | 0.30 |"
+    assert lines[4] == "| bc_expert (privileged) | 1.00 ± 0.00 (3) | - | - |"
+    assert lines[5] == "| clam (separate) | 0.00 ± 0.00 (2) | - | - |"
+    assert len(lines) == 6
+
+
+def test_overrides_are_python_literals_on_existing_fields(tiny_config):
+    assert parse_overrides("stage1.joint=False; lam.latent_dim = 8;") == [("stage1.joint", False),
+                                                                          ("lam.latent_dim", 8)]
+    config = cell_config(tiny_config(), "bin-picking-v3", 3, "stage1.beta=0.5; methods=('clam',)")
+    assert (config.task, config.seed, config.stage1.beta, config.methods) == ("bin-picking-v3", 3, 0.5, ("clam",))
+    with pytest.raises(ConfigError, match="not of the form"):
+        parse_overrides("stage1.joint")
+    with pytest.raises(ConfigError, match="not a Python literal"):
+        parse_overrides("task=assembly")
+    with pytest.raises(ConfigError, match="no field 'jiont'"):
+        cell_config(tiny_config(), "assembly-v3", 0, "stage1.jiont=False")
+
+
+def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp_path):
+    args = ["--config=configs/experiments/metaworld_table.py:smoke", f"--workdir={tmp_path}"]
+    first = cli("clam_jax.experiments", *args, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["variant"], r["method"], r["seed"]) for r in records) == [
+        ("default", "bc", 0), ("default", "bc", 1), ("separate", "clam", 0), ("separate", "clam", 1)]
+    assert len(list((tmp_path / "data").iterdir())) == 2  # one dataset copy per seed, shared by both variants
+    seed0 = tmp_path / "runs" / "assembly-v3" / "seed0"
+    assert (seed0 / "default" / "data").resolve() == (seed0 / "separate" / "data").resolve()
+    assert "| bc |" in (tmp_path / "table.md").read_text()
+
+    assert first.stdout.count("assembly-v3 seed") == 4  # one line per cell trained
+    statistics = sorted((tmp_path / "data").glob("*/unlabeled/statistics.json"))
+    collected = [p.stat().st_mtime_ns for p in statistics]
+
+    shutil.rmtree(tmp_path / "runs" / "assembly-v3" / "seed1" / "separate")
+    again = cli("clam_jax.experiments", *args, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("assembly-v3 seed") == 1 and "assembly-v3 seed 1 separate:" in again.stdout
+    assert "bc policy" not in again.stderr
+    assert [p.stat().st_mtime_ns for p in statistics] == collected  # the shared datasets were reused
+    redone = json.loads((tmp_path / "results.json").read_text())
+    assert [r for r in redone if r["variant"] == "default"] == [r for r in records if r["variant"] == "default"]
