@@ -82,7 +82,7 @@ def _lam_and_decoder(config):
     lam = make_latent_action_model(
         config.lam.kind, obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim, context=config.lam.context,
         future=config.lam.future, dtype=config.train.compute_dtype, hidden=config.lam.hidden,
-        transformer=config.lam.transformer)
+        transformer=config.lam.transformer, codebook_size=config.lam.codebook_size)
     decoder = ActionDecoder(**_decoder_spec(config))
     return lam, decoder
 

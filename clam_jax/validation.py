@@ -25,8 +25,8 @@ def validate_config(config) -> None:
             raise ConfigError(f"Unknown method {method!r} in config.methods; use some of {KNOWN_METHODS}.")
     if config.lam.kind not in LAM_KINDS:
         raise ConfigError(f"Unknown config.lam.kind {config.lam.kind!r}; use one of {LAM_KINDS}.")
-    if config.lam.context < 0 or config.lam.future < 0:
-        raise ConfigError("config.lam.context and config.lam.future must be >= 0.")
+    if config.lam.context < 0 or config.lam.future < 0 or config.lam.codebook_size < 0:
+        raise ConfigError("config.lam.context, config.lam.future and config.lam.codebook_size must be >= 0.")
     k = config.train.steps_per_dispatch
     for key in ("log_every", "checkpoint_every"):
         if config.train[key] % k:

@@ -42,6 +42,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.lam.hidden = (1024, 1024)  # MLP LAM only
     c.lam.transformer = dict(embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1)
     c.lam.latent_dim = 16
+    c.lam.codebook_size = 0  # > 0: discrete latents, vector-quantized with an EMA codebook of this size
     c.lam.context = 1  # H past frames: the IDM sees o[t-H .. t+1], the FDM o[t-H .. t]
     c.lam.future = 0  # frames after o[t+1] shown to the IDM only (not in the paper; quick uses 2)
 

@@ -26,12 +26,12 @@ def toy_episodes(rng, num_episodes, steps=20, obs_dim=6, act_dim=2):
 SMALL_TRANSFORMER = dict(embed_dim=32, num_heads=2, mlp_dim=64, num_layers=1, dropout=0.0)
 
 
-def setup(decoder_every=2, beta=1.0, dtype="float32", kind="mlp", joint=True):
+def setup(decoder_every=2, beta=1.0, dtype="float32", kind="mlp", joint=True, codebook_size=0):
     rng = np.random.default_rng(0)
     unlabeled, _ = toy_episodes(rng, 64)
     labeled, labeled_actions = toy_episodes(rng, 16)
     lam = make_latent_action_model(kind, obs_dim=6, latent_dim=4, context=1, future=0, dtype=dtype,
-                                   hidden=(64, 64), transformer=SMALL_TRANSFORMER)
+                                   hidden=(64, 64), transformer=SMALL_TRANSFORMER, codebook_size=codebook_size)
     decoder = ActionDecoder(action_dim=2, embed_dim=16, hidden=(64,), dtype=dtype)
     lam_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
     dec_tx = make_optimizer(lr=1e-3, weight_decay=0.0, warmup=10, clip=1.0)
@@ -57,6 +57,17 @@ def test_joint_step_lowers_reconstruction_and_decoder_losses_below_the_cheat_los
     # Mixed precision computes in bfloat16 but keeps float32 parameters and optimizer states.
     assert {x.dtype for x in jax.tree.leaves((state.lam_params, state.decoder_opt_state))} <= {
         jnp.dtype("float32"), jnp.dtype("int32")}
+
+
+def test_discrete_latents_learn_with_a_used_codebook():
+    lam, decoder, state, step, data, _, _ = setup(codebook_size=32)
+    multi_step = make_multi_step(step, 100)
+    state, first = multi_step(state, data)
+    for _ in range(9):
+        state, last = multi_step(state, data)
+    assert last["recon_loss"] < 0.5 * first["recon_loss"] and last["decoder_loss"] < first["decoder_loss"]
+    assert last["vq_perplexity"] > 4 and 0 < last["vq_usage"] <= 1
+    assert set(state.lam_params) == {"params", "vq"}
 
 
 def test_decoder_updates_only_every_k_steps_and_its_gradient_reaches_the_idm():

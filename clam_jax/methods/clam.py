@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax.traverse_util import flatten_dict
 
 from clam_jax.data.windows import all_windows, sample_windows
 from clam_jax.models.lam import ActionDecoder
@@ -30,12 +31,15 @@ class Stage1State:
 
 
 def init_stage1(rng, lam, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1State:
+    """`lam_params` holds the LAM's variables: "params", and "vq" (the EMA codebook) for discrete latents;
+    the optimizer updates "params" only."""
     k_lam, k_dec, k_state = jax.random.split(rng, 3)
-    lam_params = lam.init(k_lam, jnp.zeros((1, lam.window, lam.obs_dim)))
+    variables = lam.init(k_lam, jnp.zeros((1, lam.window, lam.obs_dim)))
+    lam_params = {k: v for k, v in variables.items() if k in ("params", "vq")}
     decoder_params = decoder.init(k_dec, jnp.zeros((1, lam.latent_dim)))
     return Stage1State(
         step=jnp.zeros((), jnp.int32), rng=k_state, lam_params=lam_params, decoder_params=decoder_params,
-        lam_opt_state=lam_tx.init(lam_params), decoder_opt_state=decoder_tx.init(decoder_params))
+        lam_opt_state=lam_tx.init(lam_params["params"]), decoder_opt_state=decoder_tx.init(decoder_params))
 
 
 def _mse(a, b):
@@ -65,9 +69,26 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
     """
     current = lam.context
 
-    def reconstruction(lam_params, windows, key):
-        _, prediction = lam.apply(lam_params, windows, train=True, rngs={"dropout": key})
-        return _mse(prediction, lam.reconstruction_target(windows))
+    def apply_lam(variables, windows, key, method=None):
+        """A training-mode LAM call: (outputs, its "vq" collection after the EMA update, extra losses, stats)."""
+        out, collections = lam.apply(variables, windows, train=True, rngs={"dropout": key}, method=method,
+                                     mutable=["vq", "losses", "stats"])
+        extra = sum(jnp.sum(x) for x in jax.tree.leaves(collections.get("losses", {})))
+        stats = {path[-1]: jnp.mean(jnp.stack(values)) for path, values in flatten_dict(
+            collections.get("stats", {}), is_leaf=lambda _, x: isinstance(x, tuple)).items()}
+        return out, collections.get("vq"), extra, stats
+
+    def reconstruction(params, variables, windows, key):
+        (_, prediction), vq, extra, stats = apply_lam({**variables, "params": params}, windows, key)
+        recon = _mse(prediction, lam.reconstruction_target(windows))
+        return recon + extra, (recon, vq, stats)
+
+    def updated_lam(state, grads, vq):
+        updates, lam_opt_state = lam_tx.update(grads, state.lam_opt_state, state.lam_params["params"])
+        lam_params = {**state.lam_params, "params": optax.apply_updates(state.lam_params["params"], updates)}
+        if vq is not None:
+            lam_params["vq"] = vq
+        return state.replace(lam_params=lam_params, lam_opt_state=lam_opt_state)
 
     def update(state: Stage1State, batch):
         batch = split_batch(batch, batch_sharding)
@@ -76,32 +97,30 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
         cheat = _mse(windows[:, current], windows[:, current + 1])
 
         def reconstruction_step(state):
-            recon, grads = jax.value_and_grad(reconstruction)(state.lam_params, windows, k_recon)
-            updates, lam_opt_state = lam_tx.update(grads, state.lam_opt_state, state.lam_params)
-            state = state.replace(lam_params=optax.apply_updates(state.lam_params, updates),
-                                  lam_opt_state=lam_opt_state)
-            return state, {"loss": recon, "recon_loss": recon, "decoder_loss": jnp.nan,
-                           "lam_grad_norm": optax.global_norm(grads), "decoder_grad_norm": jnp.nan}
+            (_, (recon, vq, stats)), grads = jax.value_and_grad(reconstruction, has_aux=True)(
+                state.lam_params["params"], state.lam_params, windows, k_recon)
+            return updated_lam(state, grads, vq), {
+                "loss": recon, "recon_loss": recon, "decoder_loss": jnp.nan,
+                "lam_grad_norm": optax.global_norm(grads), "decoder_grad_norm": jnp.nan, **stats}
 
         def joint_step(state):
-            def loss_fn(lam_params, decoder_params):
-                recon = reconstruction(lam_params, windows, k_recon)
-                z = lam.apply(lam_params, batch["labeled"], train=True, rngs={"dropout": k_idm}, method=lam.idm)
+            def loss_fn(params, decoder_params):
+                loss, (recon, vq, stats) = reconstruction(params, state.lam_params, windows, k_recon)
+                z, _, extra, _ = apply_lam({**state.lam_params, "params": params}, batch["labeled"], k_idm,
+                                           method=lam.idm)
                 decoded = _mse(decoder.apply(decoder_params, z), batch["labeled_actions"])
-                return recon + beta * decoded, (recon, decoded)
+                return loss + extra + beta * decoded, (recon, decoded, vq, stats)
 
-            (loss, (recon, decoded)), (lam_grads, decoder_grads) = jax.value_and_grad(
-                loss_fn, argnums=(0, 1), has_aux=True)(state.lam_params, state.decoder_params)
-            lam_updates, lam_opt_state = lam_tx.update(lam_grads, state.lam_opt_state, state.lam_params)
+            (loss, (recon, decoded, vq, stats)), (lam_grads, decoder_grads) = jax.value_and_grad(
+                loss_fn, argnums=(0, 1), has_aux=True)(state.lam_params["params"], state.decoder_params)
             decoder_updates, decoder_opt_state = decoder_tx.update(
                 decoder_grads, state.decoder_opt_state, state.decoder_params)
-            state = state.replace(
-                lam_params=optax.apply_updates(state.lam_params, lam_updates),
+            state = updated_lam(state, lam_grads, vq).replace(
                 decoder_params=optax.apply_updates(state.decoder_params, decoder_updates),
-                lam_opt_state=lam_opt_state, decoder_opt_state=decoder_opt_state)
-            return state, {"loss": loss, "recon_loss": recon, "decoder_loss": decoded,
+                decoder_opt_state=decoder_opt_state)
+            return state, {"loss": recon + beta * decoded, "recon_loss": recon, "decoder_loss": decoded,
                            "lam_grad_norm": optax.global_norm(lam_grads),
-                           "decoder_grad_norm": optax.global_norm(decoder_grads)}
+                           "decoder_grad_norm": optax.global_norm(decoder_grads), **stats}
 
         if joint:
             state, metrics = jax.lax.cond(state.step % decoder_every == 0, joint_step, reconstruction_step, state)

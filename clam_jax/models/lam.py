@@ -5,8 +5,10 @@ A window holds `context` past frames, the current frame o_t, o_{t+1}, and
 has the same interface: `idm(window)` returns z_t for the transition
 o_t -> o_{t+1}; `__call__(window, train)` returns z_t and the FDM's
 predictions, which the stage-1 loss compares with `reconstruction_target(window)`.
-`train=True` turns dropout on (it needs a "dropout" RNG); relabelling uses the
-default, deterministic mode.
+`train=True` turns dropout on (it needs a "dropout" RNG) and, with
+`codebook_size` > 0 (discrete latents), moves the EMA codebook (apply with
+`mutable=["vq", "losses", "stats"]`, see `clam_jax.models.quantizers`);
+relabelling uses the default, deterministic mode.
 """
 from typing import Any, Sequence
 
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 
 from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
+from clam_jax.models.quantizers import VectorQuantizer
 from clam_jax.models.transformer import DecoderBlock, EncoderBlock
 
 
@@ -27,6 +30,7 @@ class MLPLatentActionModel(nn.Module):
     hidden: Sequence[int]
     context: int = 1
     future: int = 0
+    codebook_size: int = 0  # > 0: vector-quantized latents
     dtype: Any = "float32"
 
     @property
@@ -36,10 +40,12 @@ class MLPLatentActionModel(nn.Module):
     def setup(self):
         self.idm_net = MLP(self.hidden, self.latent_dim, self.dtype)
         self.fdm_net = MLP(self.hidden, self.obs_dim, self.dtype)
+        self.quantizer = VectorQuantizer(self.codebook_size) if self.codebook_size else None
 
     def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
-        """[B, window, obs_dim] -> z_t [B, latent_dim]. (No dropout: `train` is for the common interface.)"""
-        return self.idm_net(window.reshape(window.shape[0], -1))
+        """[B, window, obs_dim] -> z_t [B, latent_dim]."""
+        z = self.idm_net(window.reshape(window.shape[0], -1))
+        return self.quantizer(z, train) if self.quantizer else z
 
     def fdm(self, past: jax.Array, z: jax.Array) -> jax.Array:
         """past [B, context + 1, obs_dim], z [B, latent_dim] -> predicted o_{t+1} [B, obs_dim]."""
@@ -47,7 +53,7 @@ class MLPLatentActionModel(nn.Module):
 
     def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns (z_t, predicted o_{t+1})."""
-        z = self.idm(window)
+        z = self.idm(window, train)
         return z, self.fdm(window[:, : self.context + 1], z)
 
     def reconstruction_target(self, window: jax.Array) -> jax.Array:
@@ -75,6 +81,7 @@ class TransformerLatentActionModel(nn.Module):
     mlp_dim: int = 2048
     num_layers: int = 3
     dropout: float = 0.1
+    codebook_size: int = 0  # > 0: vector-quantized latents
     dtype: Any = "float32"
 
     @property
@@ -94,13 +101,15 @@ class TransformerLatentActionModel(nn.Module):
         self.decoder = [DecoderBlock(**block) for _ in range(self.num_layers)]
         self.decoder_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
         self.to_observation = nn.Dense(self.obs_dim, dtype=self.dtype)
+        self.quantizer = VectorQuantizer(self.codebook_size) if self.codebook_size else None
 
     def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, W, obs_dim] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
         h = nn.leaky_relu(self.idm_embed(window), 0.2) + self.idm_positions.astype(self.dtype)
         for block in self.encoder:
             h = block(h, train=train)
-        return self.latent_head(h[:, 1:]).astype("float32")
+        latents = self.latent_head(h[:, 1:]).astype("float32")
+        return self.quantizer(latents, train) if self.quantizer else latents
 
     def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
         return self.latents(window, train)[:, self.context]
@@ -129,9 +138,11 @@ LAM_KINDS = ("mlp", "transformer")
 
 
 def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, context: int, future: int,
-                             dtype: Any, hidden=(1024, 1024), transformer=None) -> nn.Module:
-    """The LAM named by `kind` ("mlp" or "transformer"); `transformer` holds that model's sizes."""
-    common = dict(obs_dim=obs_dim, latent_dim=latent_dim, context=context, future=future, dtype=dtype)
+                             dtype: Any, hidden=(1024, 1024), transformer=None, codebook_size: int = 0) -> nn.Module:
+    """The LAM named by `kind` ("mlp" or "transformer"); `transformer` holds that model's sizes;
+    `codebook_size` > 0 quantizes its latents."""
+    common = dict(obs_dim=obs_dim, latent_dim=latent_dim, context=context, future=future,
+                  codebook_size=codebook_size, dtype=dtype)
     if kind == "mlp":
         return MLPLatentActionModel(hidden=tuple(hidden), **common)
     if kind == "transformer":
