@@ -6,11 +6,13 @@ Stages: collect (if the datasets are missing) -> CLAM stage 1 (LAM + joint
 action decoder; with `stage1.joint=False` the decoder is fitted afterwards) ->
 relabel D_unlabeled_expert with the frozen IDM -> stage 2 latent policy ->
 evaluation; plus BC on D_labeled (`bc`), privileged BC on D_unlabeled_expert's
-true actions (`bc_expert`), and VPT (an IDM fitted to D_labeled labels the
-expert episodes for BC). Every stage is skipped when
+true actions (`bc_expert`), VPT (an IDM fitted to D_labeled labels the
+expert episodes for BC) and LAPA (quantized-latent pretraining, then fine-tuning
+on D_labeled). Every stage is skipped when
 its output is in the workdir and resumes from its last checkpoint when it was
 interrupted. Results go to `<workdir>/results.json`.
 """
+import copy
 import functools
 import json
 import os
@@ -30,7 +32,7 @@ from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import all_windows, pad_episodes, window_length
 from clam_jax.errors import DataError
 from clam_jax.methods import clam
-from clam_jax.methods.policy import init_policy, make_policy_step
+from clam_jax.methods.policy import init_policy, make_policy_step, with_hidden_layers_of
 from clam_jax.models.lam import ActionDecoder, MLPPolicy, make_latent_action_model
 from clam_jax.rollout.evaluation import evaluate
 from clam_jax.rollout.saved_policy import load_policy, policy_exists, save_policy
@@ -92,7 +94,7 @@ def _decoder_spec(config) -> dict:
             "hidden": list(config.decoder.hidden), "dtype": config.train.compute_dtype}
 
 
-def train_stage1(config, workdir: Path, mesh, datasets, normalizer) -> clam.Stage1State:
+def train_stage1(config, workdir: Path, mesh, datasets, normalizer, method: str = "clam") -> clam.Stage1State:
     lam, decoder = _lam_and_decoder(config)
     s1 = config.stage1
     lam_tx = make_optimizer(lr=s1.lr, weight_decay=s1.weight_decay, warmup=s1.warmup, clip=s1.clip)
@@ -113,7 +115,7 @@ def train_stage1(config, workdir: Path, mesh, datasets, normalizer) -> clam.Stag
                                "labeled_actions": datasets["labeled"].actions}, mesh)
         multi_step = make_multi_step(step, config.train.steps_per_dispatch)
         inputs = device_inputs(data)
-    return _train_stage(config, workdir, state, multi_step, inputs, s1.steps, "clam", "stage1")
+    return _train_stage(config, workdir, state, multi_step, inputs, s1.steps, method, "stage1")
 
 
 def _streamed_inputs(config, workdir: Path, mesh, normalizer):
@@ -152,12 +154,13 @@ def _padded(config, normalizer, episodes: Episodes) -> np.ndarray:
 
 
 def train_regression(config, workdir: Path, mesh, method: str, stage: str, model, inputs, targets, *,
-                     hparams, seed_offset: int):
+                     hparams, seed_offset: int, init_params=None):
     """Fits `model(inputs) ~ targets` by MSE with the recipe in `hparams` (lr, weight_decay, warmup, clip,
-    batch_size, steps): the policies, and the action decoder when it is trained after the LAM."""
+    batch_size, steps), from `init_params` (host arrays) if given: the policies, and the action decoder
+    when it is trained after the LAM."""
     tx = make_optimizer(lr=hparams.lr, weight_decay=hparams.weight_decay, warmup=hparams.warmup,
                         clip=hparams.clip)
-    init = functools.partial(init_policy, model=model, tx=tx, obs_dim=inputs.shape[-1])
+    init = functools.partial(init_policy, model=model, tx=tx, obs_dim=inputs.shape[-1], params=init_params)
     state = init_replicated(init, mesh, jax.random.key(config.seed + seed_offset))
     data = put_replicated({"inputs": inputs, "targets": targets}, mesh)
     step = make_policy_step(model, tx, batch_size=hparams.batch_size, batch_sharding=batch_split(mesh))
@@ -268,6 +271,45 @@ def run_vpt(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) ->
     log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
 
 
+def run_lapa(config, workdir: Path, mesh, datasets, normalizer, log: StageLog) -> None:
+    """LAPA: a LAM with quantized latents, trained without a decoder, labels the expert episodes; a latent
+    policy imitates those latents; then its output layer is replaced by an action head and the whole
+    policy is fine-tuned on D_labeled's true actions.
+
+    The latent policy regresses the codewords (MSE), as CLAM's stage 2 does,
+    where LAPA proper classifies latent tokens.
+    """
+    if policy_exists(workdir / "lapa" / "policy"):
+        return
+    lapa = copy.deepcopy(config)
+    lapa.lam.codebook_size, lapa.stage1.joint = config.lapa.codebook_size, False
+    lam, _ = _lam_and_decoder(lapa)
+    start = time.perf_counter()
+    stage1 = train_stage1(lapa, workdir, mesh, datasets, normalizer, method="lapa")
+    expert = datasets["expert"]
+    latents = clam.relabel(lam, stage1.lam_params, _padded(lapa, normalizer, expert),
+                           batch_size=config.train.relabel_batch_size)
+    inputs = _transitions(expert.observations, normalizer)
+    latent_policy = train_regression(
+        config, workdir, mesh, "lapa", "latent_policy", MLPPolicy(**_policy_spec(
+            config, "lapa", normalizer, config.lam.latent_dim, False)["policy"]),
+        inputs, latents.reshape(len(inputs), -1), hparams=config.policy, seed_offset=6)
+    log.record("pretraining", {"wall_time_s": time.perf_counter() - start, "stage1_steps": config.stage1.steps,
+                               "latent_policy_steps": config.policy.steps})
+
+    start = time.perf_counter()
+    spec = _policy_spec(config, "lapa", normalizer, config.action_dim, True)
+    model, labeled = MLPPolicy(**spec["policy"]), datasets["labeled"]
+    inputs = _transitions(labeled.observations, normalizer)
+    head = model.init(jax.random.key(config.seed + 7), inputs[:1])
+    pretrained = jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), latent_policy.params)
+    state = train_regression(config, workdir, mesh, "lapa", "policy", model, inputs, _transition_actions(labeled),
+                             hparams=config.policy, seed_offset=7,
+                             init_params=with_hidden_layers_of(head, pretrained))
+    save_policy(workdir / "lapa" / "policy", {"policy": state.params}, spec)
+    log.record("policy", {"wall_time_s": time.perf_counter() - start, "steps": config.policy.steps})
+
+
 def _flat_windows(config, normalizer, episodes: Episodes) -> np.ndarray:
     """Every transition's LAM window, flattened: [N * T, window * obs_dim]."""
     padded = _padded(config, normalizer, episodes)
@@ -332,6 +374,8 @@ def run(config, workdir) -> list[dict]:
             run_clam(config, workdir, mesh, datasets, normalizer, log)
         elif method == "vpt":
             run_vpt(config, workdir, mesh, datasets, normalizer, log)
+        elif method == "lapa":
+            run_lapa(config, workdir, mesh, datasets, normalizer, log)
         else:
             run_bc(config, workdir, mesh, method, datasets, normalizer, log)
         result = run_evaluation(config, workdir, method, log)

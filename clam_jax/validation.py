@@ -4,7 +4,7 @@ from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
 
-KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt")
+KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapa")
 
 
 def validate_config(config) -> None:

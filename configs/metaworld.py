@@ -75,7 +75,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.policy.warmup = 25_000
     c.policy.clip = 1.0
 
-    c.methods = ("clam", "bc", "bc_expert", "vpt")
+    c.methods = ("clam", "bc", "bc_expert", "vpt", "lapa")
+    c.lapa = ml_collections.ConfigDict()
+    c.lapa.codebook_size = 64  # LAPA's LAM quantizes its latents (its other sizes are the LAM's above)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps_per_dispatch = 500  # steps run by one jitted lax.scan call

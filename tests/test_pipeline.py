@@ -29,7 +29,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     assert "clam stage1" in done.stderr and "bc policy" in done.stderr
     results = json.loads((workdir / "results.json").read_text())
     rows = {row["method"]: row for row in results["results"]}
-    assert set(rows) == {"clam", "bc", "bc_expert", "vpt"}
+    assert set(rows) == {"clam", "bc", "bc_expert", "vpt", "lapa"}
     for row in rows.values():
         assert row["task"] == "assembly-v3" and row["seed"] == 0 and row["num_episodes"] == 4
         assert 0.0 <= row["success_rate"] <= 1.0
@@ -37,6 +37,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     assert np.isfinite([stage1["recon_loss"], stage1["cheat_loss"], stage1["decoder_mse_expert"]]).all()
     vpt = json.loads((workdir / "vpt" / "summary.json").read_text())
     assert np.isfinite(vpt["idm"]["idm_mse_expert"]) and (workdir / "vpt" / "checkpoints" / "idm").is_dir()
+    assert {p.name for p in (workdir / "lapa" / "checkpoints").iterdir()} == {"stage1", "latent_policy", "policy"}
     assert results["datasets"]["labeled"]["success_rate"] == 0.0
     assert results["datasets"]["expert"]["collect_wall_time_s"] > 0
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

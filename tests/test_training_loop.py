@@ -94,3 +94,20 @@ def test_seeds_trained_together_equal_seeds_trained_apart():
         apart, _ = make_multi_step(step, 20)(init_policy(key, model, tx, 5), data)
         for a, b in zip(jax.tree.leaves(apart.params), jax.tree.leaves(together.params)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tuning_starts_from_the_pretrained_hidden_layers_with_a_new_output_layer():
+    from clam_jax.methods.policy import with_hidden_layers_of
+
+    latent_policy, action_policy = MLPPolicy(out_dim=16, hidden=(32, 32)), MLPPolicy(out_dim=4, hidden=(32, 32),
+                                                                                       squash=True)
+    obs = jnp.ones((1, 5))
+    pretrained = latent_policy.init(jax.random.key(0), obs)
+    head = action_policy.init(jax.random.key(1), obs)
+    params = with_hidden_layers_of(head, pretrained)
+    layers = params["params"]["MLP_0"]
+    assert set(layers) == {"Dense_0", "Dense_1", "Dense_2"}
+    for name in ("Dense_0", "Dense_1"):
+        assert_same(layers[name], pretrained["params"]["MLP_0"][name])
+    assert_same(layers["Dense_2"], head["params"]["MLP_0"]["Dense_2"])
+    assert action_policy.apply(params, obs).shape == (1, 4)

@@ -15,10 +15,19 @@ class PolicyState:
     opt_state: optax.OptState
 
 
-def init_policy(rng, model, tx, obs_dim: int) -> PolicyState:
+def init_policy(rng, model, tx, obs_dim: int, params=None) -> PolicyState:
+    """A fresh state; `params` (e.g. a pretrained network) replace the random initialization if given."""
     k_init, k_state = jax.random.split(rng)
-    params = model.init(k_init, jnp.zeros((1, obs_dim)))
+    params = model.init(k_init, jnp.zeros((1, obs_dim))) if params is None else params
     return PolicyState(step=jnp.zeros((), jnp.int32), rng=k_state, params=params, opt_state=tx.init(params))
+
+
+def with_hidden_layers_of(params: dict, source: dict) -> dict:
+    """`params` of an MLPPolicy with every layer except the output one copied from `source`, an MLPPolicy
+    of the same hidden sizes (LAPA's fine-tuning: a new action head on a pretrained latent policy)."""
+    layers, pretrained = params["params"]["MLP_0"], source["params"]["MLP_0"]
+    output = f"Dense_{len(layers) - 1}"
+    return {"params": {"MLP_0": {name: layers[name] if name == output else pretrained[name] for name in layers}}}
 
 
 def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
