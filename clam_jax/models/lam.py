@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from clam_jax.data.windows import window_length
 from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
 from clam_jax.models.quantizers import VectorQuantizer
@@ -35,7 +36,7 @@ class MLPLatentActionModel(nn.Module):
 
     @property
     def window(self) -> int:
-        return self.context + 2 + self.future
+        return window_length(self.context, self.future)
 
     def setup(self):
         self.idm_net = MLP(self.hidden, self.latent_dim, self.dtype)
@@ -86,7 +87,7 @@ class TransformerLatentActionModel(nn.Module):
 
     @property
     def window(self) -> int:
-        return self.context + 2 + self.future
+        return window_length(self.context, self.future)
 
     def setup(self):
         block = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout=self.dropout, dtype=self.dtype)
