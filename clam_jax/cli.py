@@ -1,4 +1,5 @@
-"""Flags shared by the command-line entry points, and their error handling."""
+"""Flags shared by the command-line entry points, config files, and error handling."""
+import importlib.util
 import sys
 
 from absl import flags, logging
@@ -15,6 +16,14 @@ flags.DEFINE_bool("distributed", False, "Join a multi-process run with jax.distr
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+
+
+def load_config(path, variant: str = ""):
+    """`get_config(variant)` of the config file at `path`, as `--config=path:variant` loads it."""
+    spec = importlib.util.spec_from_file_location("clam_jax_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
 
 
 def run_cli(fn):

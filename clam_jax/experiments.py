@@ -4,13 +4,20 @@
 
 Each cell (task, seed, variant) is one training run of the base config with
 that task and seed and the variant's overrides (e.g. `stage1.joint=False`),
-training every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`.
+training every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`;
+`seeds_per_program` seeds of a task and variant train together in one program
+(a seed axis: for accelerators, which one small model leaves idle).
 Cells with the same data recipe share one copy of the datasets
 (`<workdir>/data/<recipe hash>`, linked into each run), so a variant that only
 changes training never re-collects. A cell with a results.json is done and
 skipped, and an interrupted cell resumes from its checkpoints, so rerunning the
-command continues an interrupted grid. Writes `<workdir>/results.json` (one
-record per method and cell) and `<workdir>/table.md`.
+command continues an interrupted grid; methods added to a finished cell are
+trained and evaluated on their own. Writes `<workdir>/results.json` (one
+record per method and cell), `<workdir>/table.md`, where the experiment
+names `ablation_rows`, `<workdir>/ablation.md` (those rows alone, renamed), for
+its `sweeps` (a name -> methods and points, each point a label and overrides)
+`<workdir>/sweeps.md`, and PNG plots in `<workdir>/plots/`: a bar chart per
+task and a curve per sweep and task.
 """
 import ast
 import copy
@@ -22,6 +29,7 @@ from pathlib import Path
 from clam_jax.cli import FLAGS, run_cli
 from clam_jax.collect import collection_signature
 from clam_jax.errors import ConfigError
+from clam_jax.plots import sweep_plots, task_bar_charts
 from clam_jax.results_table import markdown_table
 
 
@@ -68,33 +76,82 @@ def _shared_data(workdir: Path, run_dir: Path, config) -> None:
         link.symlink_to(shared.resolve(), target_is_directory=True)
 
 
-def run_cell(workdir: Path, config, variant: str) -> list[dict]:
-    """Trains (or finds) one cell and returns its records."""
-    from clam_jax.train import run
-
-    run_dir = workdir / "runs" / config.task / f"seed{config.seed}" / variant
-    results = run_dir / "results.json"
+def _finished(results: Path, methods) -> bool:
+    """Whether the run left results for every method (a method added to the grid later reruns the
+    cell, and `clam_jax.train` skips the methods it already finished)."""
     if not results.exists():
-        _shared_data(workdir, run_dir, config)
+        return False
+    return set(methods) <= {r["method"] for r in json.loads(results.read_text())["results"]}
+
+
+def run_cells(workdir: Path, configs: list, variant: str, fields: dict) -> list[dict]:
+    """Trains (or finds) the cells of `configs` (one column and task, several seeds), the unfinished ones
+    together in one program, and returns their records (with `fields` added to each)."""
+    from clam_jax.train import run_group
+
+    run_dirs = [workdir / "runs" / config.task / f"seed{config.seed}" / variant for config in configs]
+    todo = [(config, run_dir) for config, run_dir in zip(configs, run_dirs)
+            if not _finished(run_dir / "results.json", config.methods)]
+    if todo:
+        for config, run_dir in todo:
+            _shared_data(workdir, run_dir, config)
         start = time.perf_counter()
-        run(config, run_dir)
-        print(f"{config.task} seed {config.seed} {variant}: {time.perf_counter() - start:.0f} s", flush=True)
-    rows = json.loads(results.read_text())["results"]
-    return [{"method": r["method"], "variant": variant, "task": r["task"], "seed": r["seed"],
-             "success_rate": r["success_rate"], "num_episodes": r["num_episodes"],
-             "wall_time_s": r["wall_time_s"], "config_hash": config_hash(config)} for r in rows]
+        run_group(*map(list, zip(*todo)))
+        for config, _ in todo:
+            print(f"{config.task} seed {config.seed} {variant}: {time.perf_counter() - start:.0f} s", flush=True)
+    records = []
+    for config, run_dir in zip(configs, run_dirs):
+        records += [{"method": r["method"], "variant": variant, "task": r["task"], "seed": r["seed"],
+                     "success_rate": r["success_rate"], "num_episodes": r["num_episodes"],
+                     "wall_time_s": r["wall_time_s"], "config_hash": config_hash(config), **fields}
+                    for r in json.loads((run_dir / "results.json").read_text())["results"]]
+    return records
+
+
+def grid_columns(experiment):
+    """(variant, overrides, record fields) per column of the grid: the variants, then every point of
+    every sweep (variant "<sweep>-<point>", trained for the sweep's methods only)."""
+    columns = [(variant, overrides, {}) for variant, overrides in experiment.variants.items()]
+    for name, sweep in experiment.get("sweeps", {}).items():
+        methods = f"methods={tuple(sweep.methods)!r}"
+        columns += [(f"{name}-{point}", f"{overrides}; {methods}", {"sweep": name, "sweep_point": point})
+                    for point, overrides in sweep.points]
+    return columns
+
+
+def write_outputs(experiment, workdir: Path, records: list[dict]) -> list[str]:
+    """results.json, the markdown tables and the plots of the records so far; returns the tables."""
+    (workdir / "results.json").write_text(json.dumps(records, indent=2))
+    main = [r for r in records if "sweep" not in r]
+    swept = [r for r in records if "sweep" in r]
+    tables = {}
+    if main:
+        tables["table.md"] = markdown_table(main)
+        if "ablation_rows" in experiment:
+            tables["ablation.md"] = markdown_table(main, rows=dict(experiment.ablation_rows))
+    if swept:
+        tables["sweeps.md"] = markdown_table(swept)
+    for name, table in tables.items():
+        (workdir / name).write_text(table)
+    task_bar_charts(main, workdir / "plots")
+    sweep_plots(swept, workdir / "plots")
+    return list(tables.values())
 
 
 def run_grid(experiment, workdir) -> list[dict]:
+    """Runs the columns one by one, task by task, `seeds_per_program` seeds at a time (trained together,
+    see `clam_jax.train.run_group`), rewriting the outputs after each group."""
     workdir = Path(workdir)
+    per_program = experiment.get("seeds_per_program", 1)
     records = []
-    for variant, overrides in experiment.variants.items():
+    for variant, overrides, fields in grid_columns(experiment):
         for task in experiment.tasks:
-            for seed in experiment.seeds:
-                records += run_cell(workdir, cell_config(experiment.base, task, seed, overrides), variant)
-    (workdir / "results.json").write_text(json.dumps(records, indent=2))
-    (workdir / "table.md").write_text(markdown_table(records))
-    print(markdown_table(records))
+            for first in range(0, len(experiment.seeds), per_program):
+                seeds = experiment.seeds[first:first + per_program]
+                configs = [cell_config(experiment.base, task, seed, overrides) for seed in seeds]
+                records += run_cells(workdir, configs, variant, fields)
+                tables = write_outputs(experiment, workdir, records)
+    print("\n".join(tables))
     return records
 
 

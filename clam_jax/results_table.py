@@ -18,14 +18,16 @@ def aggregate(records: list[dict]) -> dict[tuple[str, str], list[float]]:
     return {key: [rate for _, rate in sorted(values)] for key, values in cells.items()}
 
 
-def markdown_table(records: list[dict]) -> str:
+def markdown_table(records: list[dict], rows: dict[str, str] | None = None) -> str:
     """Rows = methods (in order of appearance), columns = tasks then their mean; cells "mean ± std (n)".
 
     In each column the best non-privileged mean is bold; privileged rows (BC-Expert, which
-    imitates the expert's true actions) are marked and never bold.
+    imitates the expert's true actions) are marked and never bold. `rows` (shown name -> row
+    label, e.g. {"discrete, separate": "lapo"}) picks, orders and names the rows instead.
     """
     cells = aggregate(records)
-    rows = list(dict.fromkeys(row_label(r) for r in records))
+    shown = rows or {label: label for label in dict.fromkeys(row_label(r) for r in records)}
+    rows = list(shown.values())
     tasks = list(dict.fromkeys(r["task"] for r in records))
     means = {key: float(np.mean(v)) for key, v in cells.items()}
     for row in rows:
@@ -51,7 +53,7 @@ def markdown_table(records: list[dict]) -> str:
         return f"**{text}**" if is_best and row.split(" ")[0] not in PRIVILEGED else text
 
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for row in rows:
-        name = f"{row} (privileged)" if row.split(" ")[0] in PRIVILEGED else row
+    for name, row in shown.items():
+        name = f"{name} (privileged)" if row.split(" ")[0] in PRIVILEGED else name
         lines.append(f"| {name} | " + " | ".join(cell(row, c) for c in columns) + " |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
 
-KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapa")
+KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
 
 
 def validate_config(config) -> None:
@@ -27,6 +27,11 @@ def validate_config(config) -> None:
         raise ConfigError(f"Unknown config.lam.kind {config.lam.kind!r}; use one of {LAM_KINDS}.")
     if config.lam.context < 0 or config.lam.future < 0 or config.lam.codebook_size < 0:
         raise ConfigError("config.lam.context, config.lam.future and config.lam.codebook_size must be >= 0.")
+    for name in ("lam", "lapo", "lapa"):
+        section, split = config[name], config.lam.codebooks * config.lam.tokens
+        if section.codebook_size and section.latent_dim % split:
+            raise ConfigError(f"config.{name}.latent_dim={section.latent_dim} must be a multiple of "
+                              f"config.lam.codebooks * config.lam.tokens = {split} for discrete latents.")
     k = config.train.steps_per_dispatch
     for key in ("log_every", "checkpoint_every"):
         if config.train[key] % k:

@@ -42,7 +42,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.lam.hidden = (1024, 1024)  # MLP LAM only
     c.lam.transformer = dict(embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1)
     c.lam.latent_dim = 16
-    c.lam.codebook_size = 0  # > 0: discrete latents, vector-quantized with an EMA codebook of this size
+    # > 0: discrete latents, vector-quantized as `codebooks` x `tokens` codewords of EMA codebooks of this
+    # size (LAPO's split: z cut into 8 vectors); the discrete ablation uses LAPO's sizes below.
+    c.lam.codebook_size = 0
+    c.lam.codebooks = 2
+    c.lam.tokens = 4
     c.lam.context = 1  # H past frames: the IDM sees o[t-H .. t+1], the FDM o[t-H .. t]
     c.lam.future = 0  # frames after o[t+1] shown to the IDM only (not in the paper; quick uses 2)
 
@@ -75,9 +79,19 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.policy.warmup = 25_000
     c.policy.clip = 1.0
 
-    c.methods = ("clam", "bc", "bc_expert", "vpt", "lapa")
+    c.methods = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
+    # LAPO's and LAPA's LAMs quantize their latents as LAPO does: 2 codebooks of 64 codewords, 4 tokens
+    # each, 16 dims a token, so a 128-dim latent (their other sizes are the LAM's above).
+    c.lapo = ml_collections.ConfigDict()
+    c.lapo.codebook_size = 64
+    c.lapo.latent_dim = 128
     c.lapa = ml_collections.ConfigDict()
-    c.lapa.codebook_size = 64  # LAPA's LAM quantizes its latents (its other sizes are the LAM's above)
+    c.lapa.codebook_size = 64
+    c.lapa.latent_dim = 128
+    # DynaMo's encoder embeds each observation; its IDM and FDM take the LAM's sizes and window.
+    c.dynamo = ml_collections.ConfigDict()
+    c.dynamo.embed_dim = 256
+    c.dynamo.covariance_weight = 0.04  # DynaMo's covariance regularizer coefficient
 
     c.train = ml_collections.ConfigDict()
     c.train.steps_per_dispatch = 500  # steps run by one jitted lax.scan call
@@ -107,6 +121,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.lam.future = 2  # the hand lags its command: o[t+2], o[t+3] reveal a_t (README, "Measurements")
         c.decoder.embed_dim = 128
         c.decoder.hidden = (512, 512)
+        c.dynamo.embed_dim = 128
         c.stage1.steps = 20_000
         c.stage1.warmup = 1_000
         c.stage1.separate_decoder_steps = 5_000
@@ -127,6 +142,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.lam.latent_dim = 4
         c.decoder.embed_dim = 16
         c.decoder.hidden = (32, 32)
+        c.dynamo.embed_dim = 8
+        c.lapo.latent_dim = c.lapa.latent_dim = 8
         c.stage1.steps = 40
         c.stage1.separate_decoder_steps = 20
         c.stage1.batch_size = 16

@@ -67,3 +67,41 @@ def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp
     assert [p.stat().st_mtime_ns for p in statistics] == collected  # the shared datasets were reused
     redone = json.loads((tmp_path / "results.json").read_text())
     assert [r for r in redone if r["variant"] == "default"] == [r for r in records if r["variant"] == "default"]
+    ablation = (tmp_path / "ablation.md").read_text().splitlines()
+    assert ablation[3].startswith("| continuous, separate | ") and ablation[4].startswith("| discrete, joint | - |")
+
+    # A method added to the grid is trained in the finished cells; the methods already there are not.
+    added = cli("clam_jax.experiments", *args, "--config.base.methods=('bc', 'bc_expert')", timeout=900)
+    assert added.returncode == 0, added.stderr[-3000:]
+    assert added.stderr.count("bc_expert policy") and "bc policy" not in added.stderr
+    assert added.stdout.count("assembly-v3 seed") == 2 and "separate:" not in added.stdout
+    methods = [(r["method"], r["seed"]) for r in json.loads((tmp_path / "results.json").read_text())
+               if r["variant"] == "default"]
+    assert sorted(methods) == [("bc", 0), ("bc", 1), ("bc_expert", 0), ("bc_expert", 1)]
+    assert (tmp_path / "plots" / "assembly-v3.png").stat().st_size > 0
+
+
+def test_a_sweep_trains_its_methods_at_every_point_and_plots_them(tmp_path):
+    done = cli("clam_jax.experiments", "--config=configs/experiments/metaworld_sweeps.py:smoke",
+               f"--workdir={tmp_path}", timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["method"], r["sweep"], r["sweep_point"], r["variant"]) for r in records] == [
+        ("bc", "labeled_episodes", "2", "labeled_episodes-2"), ("bc", "labeled_episodes", "4", "labeled_episodes-4")]
+    labeled = sorted(json.loads(p.read_text())["num_episodes"]
+                     for p in (tmp_path / "data").glob("*/labeled/statistics.json"))
+    assert labeled == [2, 4]  # each point collected its own play data
+    table = (tmp_path / "sweeps.md").read_text()
+    assert "| bc (labeled_episodes-2) |" in table and "| bc (labeled_episodes-4) |" in table
+    assert not (tmp_path / "table.md").exists()
+    assert (tmp_path / "plots" / "sweep_labeled_episodes_assembly-v3.png").stat().st_size > 0
+
+
+def test_runs_trained_together_must_differ_only_in_their_seed(tiny_config, tmp_path):
+    from clam_jax.train import run_group
+
+    first, second = tiny_config(), tiny_config()
+    second.seed, second.stage1.beta = 1, 0.5
+    with pytest.raises(ConfigError, match="same config but for the seed"):
+        run_group([first, second], [tmp_path / "a", tmp_path / "b"])
+    assert not (tmp_path / "a").exists()

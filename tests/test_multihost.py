@@ -52,7 +52,7 @@ def test_whole_pipeline_runs_as_two_processes_like_one(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     rows = {name: json.loads((tmp_path / name / "results.json").read_text())["results"] for name in ("one", "two")}
-    assert [r["method"] for r in rows["two"]] == ["clam", "bc", "bc_expert", "vpt", "lapa"]
+    assert [r["method"] for r in rows["two"]] == ["clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo"]
     np.testing.assert_allclose(rows["two"][0]["stage1"]["decoder_mse_expert"],
                                rows["one"][0]["stage1"]["decoder_mse_expert"], rtol=1e-3)
     stages = [json.loads(line)["stage"] for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]

@@ -29,7 +29,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     assert "clam stage1" in done.stderr and "bc policy" in done.stderr
     results = json.loads((workdir / "results.json").read_text())
     rows = {row["method"]: row for row in results["results"]}
-    assert set(rows) == {"clam", "bc", "bc_expert", "vpt", "lapa"}
+    assert set(rows) == {"clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo"}
     for row in rows.values():
         assert row["task"] == "assembly-v3" and row["seed"] == 0 and row["num_episodes"] == 4
         assert 0.0 <= row["success_rate"] <= 1.0
@@ -38,6 +38,10 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     vpt = json.loads((workdir / "vpt" / "summary.json").read_text())
     assert np.isfinite(vpt["idm"]["idm_mse_expert"]) and (workdir / "vpt" / "checkpoints" / "idm").is_dir()
     assert {p.name for p in (workdir / "lapa" / "checkpoints").iterdir()} == {"stage1", "latent_policy", "policy"}
+    assert {p.name for p in (workdir / "lapo" / "checkpoints").iterdir()} == {"stage1", "decoder", "policy"}
+    assert 1.0 <= rows["lapo"]["stage1"]["vq_perplexity"] <= 64 and "vq_perplexity" not in stage1
+    dynamo = json.loads((workdir / "dynamo" / "summary.json").read_text())["pretraining"]
+    assert np.isfinite([dynamo["dynamics_loss"], dynamo["covariance_loss"], dynamo["embedding_std"]]).all()
     assert results["datasets"]["labeled"]["success_rate"] == 0.0
     assert results["datasets"]["expert"]["collect_wall_time_s"] > 0
     metrics = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -75,6 +79,32 @@ def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     assert not (tmp_path / "data").exists()
 
 
+def test_seeds_trained_together_match_a_seed_trained_alone(tmp_path):
+    args = ["--config=configs/metaworld.py:tiny", "--config.methods=('clam', 'lapa', 'dynamo')"]
+    together = cli("clam_jax.train", *args, f"--workdir={tmp_path / 'together'}", "--seeds=0,1")
+    assert together.returncode == 0, together.stderr[-3000:]
+    assert "clam stage1 (2 seeds)" in together.stderr and "dynamo policy (2 seeds)" in together.stderr
+    alone = tmp_path / "alone"
+    import shutil
+
+    shutil.copytree(tmp_path / "together" / "seed1" / "data", alone / "data")
+    done = cli("clam_jax.train", *args, f"--workdir={alone}", "--config.seed=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def results(workdir):
+        return {row["method"]: row for row in json.loads((workdir / "results.json").read_text())["results"]}
+
+    grouped, single, seed0 = results(tmp_path / "together" / "seed1"), results(alone), results(
+        tmp_path / "together" / "seed0")
+    assert [row["seed"] for row in grouped.values()] == [1, 1, 1] and seed0["clam"]["seed"] == 0
+    for key in ("recon_loss", "decoder_mse_expert"):
+        np.testing.assert_allclose(grouped["clam"]["stage1"][key], single["clam"]["stage1"][key], rtol=1e-3)
+    assert grouped["clam"]["stage1"]["recon_loss"] != seed0["clam"]["stage1"]["recon_loss"]
+    for method in ("clam", "lapa", "dynamo"):
+        assert grouped[method]["success_rate"] == single[method]["success_rate"]
+        np.testing.assert_allclose(grouped[method]["return_mean"], single[method]["return_mean"], rtol=1e-2)
+
+
 def test_missing_workdir_flag_is_explained():
     done = cli("clam_jax.train", "--config=configs/metaworld.py:tiny", timeout=120)
     assert done.returncode != 0 and "--workdir are required" in done.stderr
@@ -82,7 +112,7 @@ def test_missing_workdir_flag_is_explained():
 
 def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
     from clam_jax.collect import collection_signature, data_dir
-    from clam_jax.train import load_datasets
+    from clam_jax.stages import load_datasets
 
     config = tiny_config()
     root = data_dir(tmp_path)

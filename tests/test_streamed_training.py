@@ -6,7 +6,7 @@ import pytest
 from clam_jax.collect import data_dir
 from clam_jax.data.episodes import write_episodes
 from clam_jax.data.statistics import Normalizer, dataset_statistics
-from clam_jax.train import train_stage1
+from clam_jax.stages import Run, train_stage1
 from clam_jax.training.sharding import make_mesh
 from tests.test_episodes_io import make_episodes
 
@@ -35,7 +35,7 @@ def test_streamed_stage1_resumes_where_it_stopped_and_matches_a_straight_run(tin
         normalizer = Normalizer.from_statistics(dataset_statistics(datasets["unlabeled"]))
         for steps in stops:  # the second call restores step 20's checkpoint and streams from chunk 2 on
             config.stage1.steps = steps
-            states[run] = train_stage1(config, tmp_path / run, mesh, datasets, normalizer)
+            [states[run]] = train_stage1([Run(config, tmp_path / run, datasets, normalizer)], mesh)
     assert int(states["straight"].step) == int(states["resumed"].step) == 40
     for a, b in zip(jax.tree.leaves(states["straight"].lam_params), jax.tree.leaves(states["resumed"].lam_params),
                     strict=True):

@@ -96,6 +96,50 @@ def test_seeds_trained_together_equal_seeds_trained_apart():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)
 
 
+def test_seeds_with_their_own_data_trained_together_write_their_own_checkpoints_and_metrics(tmp_path):
+    """Two runs with different data in one program (a seed axis on state and data) equal the runs trained
+    apart, and each seed's checkpoints and metrics land in its own run, from where training resumes."""
+    import json
+
+    from clam_jax.training.metrics import MetricWriter
+    from clam_jax.training.seeds import SeedCheckpoints, SeedMetricWriters, stack
+
+    _, step, data = regression_problem()
+    other = {"inputs": data["inputs"][::-1] * 2.0, "targets": data["targets"][::-1]}
+    model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
+    tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
+    keys = [jax.random.key(3), jax.random.key(4)]
+    states = jax.vmap(lambda k: init_policy(k, model, tx, 5))(jnp.stack(keys))
+
+    def train_together(num_steps, states):
+        checkpoints = SeedCheckpoints([TrainStateCheckpoints(tmp_path / f"seed{i}" / "ckpt") for i in range(2)])
+        writers = SeedMetricWriters([MetricWriter(tmp_path / f"seed{i}", "policy") for i in range(2)])
+        try:
+            return train(states, make_multi_step(step, 10, seeds=2, data_per_seed=True),
+                         device_inputs(stack([data, other])), num_steps=num_steps, steps_per_dispatch=10,
+                         log_every=20, checkpoint_every=20, checkpoints=checkpoints, writer=writers)
+        finally:
+            checkpoints.close()
+            writers.close()
+
+    train_together(20, jax.tree.map(jnp.copy, states))  # donates its copy
+    together = train_together(40, states)  # resumes both seeds from step 20
+    assert together.step.tolist() == [40, 40]
+    for i, (key, seed_data) in enumerate(zip(keys, (data, other))):
+        apart = run(init_policy(key, model, tx, 5), step, seed_data, 40)
+        for a, b in zip(jax.tree.leaves(apart.params), jax.tree.leaves(together.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)
+        restored = TrainStateCheckpoints(tmp_path / f"seed{i}" / "ckpt").restore(apart)
+        assert int(restored.step) == 40
+        for a, b in zip(jax.tree.leaves(apart.params), jax.tree.leaves(restored.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+        logged = [json.loads(line) for line in (tmp_path / f"seed{i}" / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in logged] == [20, 40] and all(isinstance(m["loss"], float) for m in logged)
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / f"seed{i}" / "metrics.jsonl").read_text()
+               .splitlines()] for i in range(2)]
+    assert losses[0] != losses[1]
+
+
 def test_fine_tuning_starts_from_the_pretrained_hidden_layers_with_a_new_output_layer():
     from clam_jax.methods.policy import with_hidden_layers_of
 

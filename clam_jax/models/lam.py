@@ -31,7 +31,9 @@ class MLPLatentActionModel(nn.Module):
     hidden: Sequence[int]
     context: int = 1
     future: int = 0
-    codebook_size: int = 0  # > 0: vector-quantized latents
+    codebook_size: int = 0  # > 0: vector-quantized latents (see `clam_jax.models.quantizers`)
+    codebooks: int = 1
+    tokens: int = 1
     dtype: Any = "float32"
 
     @property
@@ -41,7 +43,8 @@ class MLPLatentActionModel(nn.Module):
     def setup(self):
         self.idm_net = MLP(self.hidden, self.latent_dim, self.dtype)
         self.fdm_net = MLP(self.hidden, self.obs_dim, self.dtype)
-        self.quantizer = VectorQuantizer(self.codebook_size) if self.codebook_size else None
+        self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size
+                          else None)
 
     def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, window, obs_dim] -> z_t [B, latent_dim]."""
@@ -82,7 +85,9 @@ class TransformerLatentActionModel(nn.Module):
     mlp_dim: int = 2048
     num_layers: int = 3
     dropout: float = 0.1
-    codebook_size: int = 0  # > 0: vector-quantized latents
+    codebook_size: int = 0  # > 0: vector-quantized latents (see `clam_jax.models.quantizers`)
+    codebooks: int = 1
+    tokens: int = 1
     dtype: Any = "float32"
 
     @property
@@ -102,7 +107,8 @@ class TransformerLatentActionModel(nn.Module):
         self.decoder = [DecoderBlock(**block) for _ in range(self.num_layers)]
         self.decoder_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
         self.to_observation = nn.Dense(self.obs_dim, dtype=self.dtype)
-        self.quantizer = VectorQuantizer(self.codebook_size) if self.codebook_size else None
+        self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size
+                          else None)
 
     def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, W, obs_dim] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
@@ -139,11 +145,12 @@ LAM_KINDS = ("mlp", "transformer")
 
 
 def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, context: int, future: int,
-                             dtype: Any, hidden=(1024, 1024), transformer=None, codebook_size: int = 0) -> nn.Module:
+                             dtype: Any, hidden=(1024, 1024), transformer=None, codebook_size: int = 0,
+                             codebooks: int = 1, tokens: int = 1) -> nn.Module:
     """The LAM named by `kind` ("mlp" or "transformer"); `transformer` holds that model's sizes;
-    `codebook_size` > 0 quantizes its latents."""
+    `codebook_size` > 0 quantizes its latents as `codebooks` x `tokens` codewords."""
     common = dict(obs_dim=obs_dim, latent_dim=latent_dim, context=context, future=future,
-                  codebook_size=codebook_size, dtype=dtype)
+                  codebook_size=codebook_size, codebooks=codebooks, tokens=tokens, dtype=dtype)
     if kind == "mlp":
         return MLPLatentActionModel(hidden=tuple(hidden), **common)
     if kind == "transformer":

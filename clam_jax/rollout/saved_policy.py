@@ -16,6 +16,7 @@ from jax.experimental.multihost_utils import sync_global_devices
 from clam_jax.data.statistics import Normalizer
 from clam_jax.errors import DataError
 from clam_jax.models.lam import ActionDecoder, MLPPolicy
+from clam_jax.models.mlp import MLP
 
 SPEC_FILE = "policy.json"
 
@@ -25,7 +26,9 @@ def policy_exists(directory) -> bool:
 
 
 def save_policy(directory, params: dict, spec: dict) -> None:
-    """Saves `params` ({"policy": ..., optionally "decoder": ...}) and `spec`; the spec is written last."""
+    """Saves `params` ({"policy": ..., optionally "decoder": ... and "encoder": ...}) and `spec`; the spec is
+    written last. An encoder (an `MLP` of `spec["encoder"]`) maps observations to the policy's inputs, a
+    decoder (`ActionDecoder` of `spec["decoder"]`) the policy's outputs to actions."""
     directory = Path(directory).absolute()
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory / "params", params, force=True)
@@ -40,10 +43,14 @@ def make_act_fn(spec: dict, params: dict):
     normalizer = Normalizer.from_dict(spec["normalizer"])
     policy = MLPPolicy(**spec["policy"])
     decoder = ActionDecoder(**spec["decoder"]) if spec.get("decoder") else None
+    encoder = MLP(**spec["encoder"]) if spec.get("encoder") else None
 
     @jax.jit
     def act(params, obs):
-        out = policy.apply(params["policy"], normalizer(jnp.asarray(obs, jnp.float32)))
+        inputs = normalizer(jnp.asarray(obs, jnp.float32))
+        if encoder is not None:
+            inputs = encoder.apply(params["encoder"], inputs)
+        out = policy.apply(params["policy"], inputs)
         return decoder.apply(params["decoder"], out) if decoder is not None else out
 
     return lambda obs: act(params, obs)

@@ -41,10 +41,11 @@ def _chunk_means(metrics: dict) -> dict:
     return {k: jnp.mean(v) if k == "loss" else jnp.nanmean(v) for k, v in metrics.items()}
 
 
-def make_multi_step(step_fn, steps_per_dispatch: int, seeds: int = 1):
-    """One jitted dispatch of K steps; with `seeds` > 1, over a leading seed axis of the state."""
+def make_multi_step(step_fn, steps_per_dispatch: int, seeds: int = 1, data_per_seed: bool = False):
+    """One jitted dispatch of K steps; with `seeds` > 1, over a leading seed axis of the state (and of the
+    data if `data_per_seed`, else every seed samples the same data)."""
     chunk = functools.partial(scan_steps, step_fn, length=steps_per_dispatch)
-    return jax.jit(over_seeds(chunk) if seeds > 1 else chunk, donate_argnums=0)
+    return jax.jit(over_seeds(chunk, data_per_seed) if seeds > 1 else chunk, donate_argnums=0)
 
 
 def make_multi_update(update_fn):
@@ -57,18 +58,23 @@ def device_inputs(data):
     return lambda start_step: itertools.repeat(data)
 
 
-def over_seeds(fn):
-    """Maps `fn(state, data)` (a step or a scanned chunk) over a leading seed axis of the state.
+def over_seeds(fn, data_per_seed: bool = False):
+    """Maps `fn(state, data)` (a step or a scanned chunk) over a leading seed axis of the state, and of
+    the data if `data_per_seed`.
 
-    S independent runs (different init and sampling RNGs, the same data) then train
-    in one program, which fills an accelerator that one small state model cannot.
+    S independent runs (different init and sampling RNGs, the same or their own
+    data) then train in one program, which fills an accelerator that one small
+    state model cannot (see `clam_jax.training.seeds`).
     """
-    return jax.vmap(fn, in_axes=(0, None))
+    return jax.vmap(fn, in_axes=(0, 0 if data_per_seed else None))
 
 
 def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int, log_every: int,
           checkpoint_every: int, checkpoints=None, writer=None, desc: str = "train"):
     """Trains from `state` (or the latest checkpoint) up to `num_steps`; returns the final state.
+
+    With a seed axis on the state, metrics have one entry per seed; `writer` and
+    `checkpoints` are then the per-seed ones of `clam_jax.training.seeds`.
 
     `multi_step(state, x)` runs `steps_per_dispatch` steps; `inputs(start_step)`
     returns an iterator of its `x` for the dispatches from `start_step` on (see
@@ -78,7 +84,7 @@ def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int,
     """
     if checkpoints is not None and checkpoints.latest_step() is not None:
         state = checkpoints.restore(state)
-    start = int(state.step)
+    start = int(np.max(jax.device_get(state.step)))  # one step for every seed
     batches = inputs(start)
     last_time, last_step, input_wait = time.perf_counter(), start, 0.0
     try:
@@ -94,8 +100,8 @@ def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int,
                 save_now = checkpoints is not None and (step % checkpoint_every == 0 or step == num_steps)
                 if not (log_now or save_now):
                     continue
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                if not np.isfinite(metrics["loss"]):
+                metrics = jax.device_get(metrics)
+                if not np.all(np.isfinite(metrics["loss"])):
                     raise NonFiniteLossError(
                         f"{desc}: the loss became {metrics['loss']} by step {step}; the last good checkpoint "
                         "is kept, lower the learning rate or check the data for outliers before resuming.")
@@ -104,8 +110,8 @@ def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int,
                     metrics["steps_per_s"] = (step - last_step) / (now - last_time)
                     metrics["input_wait_fraction"] = input_wait / (now - last_time)
                     last_time, last_step, input_wait = now, step, 0.0
-                    writer.write(step, {k: v for k, v in metrics.items() if np.isfinite(v)})
-                    bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+                    writer.write(step, metrics)
+                    bar.set_postfix(loss=f"{np.mean(metrics['loss']):.4g}")
                 if save_now:
                     checkpoints.save(step, state)
     finally:

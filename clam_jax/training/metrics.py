@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import jax
+import numpy as np
 
 
 class MetricWriter:
@@ -16,9 +17,11 @@ class MetricWriter:
             self._jsonl = open(Path(workdir) / "metrics.jsonl", "a")
             self._tb = SummaryWriter(str(Path(workdir) / "tensorboard" / stage))
 
-    def write(self, step: int, metrics: dict[str, float]) -> None:
+    def write(self, step: int, metrics: dict) -> None:
+        """Writes the finite scalar metrics (NaN marks a metric a chunk did not compute)."""
         if not self._active:
             return
+        metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
         self._jsonl.write(json.dumps({"stage": self.stage, "step": step, **metrics}) + "\n")
         self._jsonl.flush()
         for key, value in metrics.items():
