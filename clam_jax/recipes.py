@@ -191,7 +191,9 @@ def run_lapa(runs: list[Run], mesh) -> None:
     policy is fine-tuned on D_labeled's true actions.
 
     The latent policy regresses the codewords (MSE), as CLAM's stage 2 does,
-    where LAPA proper classifies latent tokens.
+    where LAPA proper classifies latent tokens. With LAPO's codebook sizes, its
+    LAM is LAPO's (the same program, data and seed): one stage 1, kept under
+    `lapo/`, serves both.
     """
     runs = _untrained(runs, "lapa")
     if not runs:
@@ -200,7 +202,8 @@ def run_lapa(runs: list[Run], mesh) -> None:
     config = quantized[0].config
     lam, _ = lam_and_decoder(config)
     start = time.perf_counter()
-    stage1 = train_stage1(quantized, mesh, method="lapa")
+    shared = config.lapa.to_dict() == config.lapo.to_dict()
+    stage1 = train_stage1(quantized, mesh, method="lapo" if shared else "lapa")
     latents = [clam.relabel(lam, state.lam_params, run.padded("expert"), batch_size=config.train.relabel_batch_size)
                for run, state in zip(quantized, stage1)]
     inputs = [transition_observations(run.datasets["expert"].observations, run.normalizer) for run in runs]

@@ -27,6 +27,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     done = cli("clam_jax.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "clam stage1" in done.stderr and "bc policy" in done.stderr
+    assert "lapo stage1" in done.stderr and "lapa stage1" not in done.stderr  # LAPA reuses LAPO's LAM
     results = json.loads((workdir / "results.json").read_text())
     rows = {row["method"]: row for row in results["results"]}
     assert set(rows) == {"clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo"}
@@ -37,7 +38,7 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     assert np.isfinite([stage1["recon_loss"], stage1["cheat_loss"], stage1["decoder_mse_expert"]]).all()
     vpt = json.loads((workdir / "vpt" / "summary.json").read_text())
     assert np.isfinite(vpt["idm"]["idm_mse_expert"]) and (workdir / "vpt" / "checkpoints" / "idm").is_dir()
-    assert {p.name for p in (workdir / "lapa" / "checkpoints").iterdir()} == {"stage1", "latent_policy", "policy"}
+    assert {p.name for p in (workdir / "lapa" / "checkpoints").iterdir()} == {"latent_policy", "policy"}
     assert {p.name for p in (workdir / "lapo" / "checkpoints").iterdir()} == {"stage1", "decoder", "policy"}
     assert 1.0 <= rows["lapo"]["stage1"]["vq_perplexity"] <= 64 and "vq_perplexity" not in stage1
     dynamo = json.loads((workdir / "dynamo" / "summary.json").read_text())["pretraining"]
