@@ -26,6 +26,8 @@ import json
 import time
 from pathlib import Path
 
+from absl import flags
+
 from clam_jax.cli import FLAGS, run_cli
 from clam_jax.collect import collection_signature
 from clam_jax.errors import ConfigError
@@ -84,23 +86,26 @@ def _finished(results: Path, methods) -> bool:
     return set(methods) <= {r["method"] for r in json.loads(results.read_text())["results"]}
 
 
-def run_cells(workdir: Path, configs: list, variant: str, fields: dict) -> list[dict]:
+def run_cells(workdir: Path, configs: list, variant: str, fields: dict, train: bool = True) -> list[dict]:
     """Trains (or finds) the cells of `configs` (one column and task, several seeds), the unfinished ones
-    together in one program, and returns their records (with `fields` added to each)."""
+    together in one program, and returns their records (with `fields` added to each); with `train=False`,
+    only the records of the finished cells."""
     from clam_jax.train import run_group
 
-    run_dirs = [workdir / "runs" / config.task / f"seed{config.seed}" / variant for config in configs]
-    todo = [(config, run_dir) for config, run_dir in zip(configs, run_dirs)
-            if not _finished(run_dir / "results.json", config.methods)]
-    if todo:
+    cells = [(config, workdir / "runs" / config.task / f"seed{config.seed}" / variant) for config in configs]
+    todo = [(config, run_dir) for config, run_dir in cells if not _finished(run_dir / "results.json", config.methods)]
+    if todo and train:
         for config, run_dir in todo:
             _shared_data(workdir, run_dir, config)
         start = time.perf_counter()
-        run_group(*map(list, zip(*todo)))
+        run_group([config for config, _ in todo], [run_dir for _, run_dir in todo])
         for config, _ in todo:
             print(f"{config.task} seed {config.seed} {variant}: {time.perf_counter() - start:.0f} s", flush=True)
+    unfinished = {run_dir for _, run_dir in todo} if not train else set()
     records = []
-    for config, run_dir in zip(configs, run_dirs):
+    for config, run_dir in cells:
+        if run_dir in unfinished:
+            continue
         records += [{"method": r["method"], "variant": variant, "task": r["task"], "seed": r["seed"],
                      "success_rate": r["success_rate"], "num_episodes": r["num_episodes"],
                      "wall_time_s": r["wall_time_s"], "config_hash": config_hash(config), **fields}
@@ -138,9 +143,10 @@ def write_outputs(experiment, workdir: Path, records: list[dict]) -> list[str]:
     return list(tables.values())
 
 
-def run_grid(experiment, workdir) -> list[dict]:
+def run_grid(experiment, workdir, train: bool = True) -> list[dict]:
     """Runs the columns one by one, task by task, `seeds_per_program` seeds at a time (trained together,
-    see `clam_jax.train.run_group`), rewriting the outputs after each group."""
+    see `clam_jax.train.run_group`), rewriting the outputs after each group; with `train=False`, writes
+    the outputs of the finished cells and trains nothing."""
     workdir = Path(workdir)
     per_program = experiment.get("seeds_per_program", 1)
     records = []
@@ -149,15 +155,19 @@ def run_grid(experiment, workdir) -> list[dict]:
             for first in range(0, len(experiment.seeds), per_program):
                 seeds = experiment.seeds[first:first + per_program]
                 configs = [cell_config(experiment.base, task, seed, overrides) for seed in seeds]
-                records += run_cells(workdir, configs, variant, fields)
+                records += run_cells(workdir, configs, variant, fields, train)
                 tables = write_outputs(experiment, workdir, records)
     print("\n".join(tables))
     return records
 
 
+flags.DEFINE_bool("report_only", False, "Write results.json, the tables and plots of the finished cells, "
+                  "training nothing (e.g. while another process runs the grid).")
+
+
 def main(argv):
     del argv
-    run_cli(lambda: run_grid(FLAGS.config, FLAGS.workdir))
+    run_cli(lambda: run_grid(FLAGS.config, FLAGS.workdir, train=not FLAGS.report_only))
 
 
 if __name__ == "__main__":

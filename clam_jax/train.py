@@ -33,8 +33,8 @@ from jax.experimental.multihost_utils import sync_global_devices
 
 from clam_jax.cli import FLAGS, run_cli
 from clam_jax.collect import collect_datasets
-from clam_jax.errors import ConfigError
 from clam_jax.data.statistics import Normalizer
+from clam_jax.errors import ConfigError
 from clam_jax.recipes import RECIPES
 from clam_jax.rollout.evaluation import evaluate
 from clam_jax.rollout.saved_policy import load_policy

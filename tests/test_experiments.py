@@ -60,6 +60,10 @@ def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp
     collected = [p.stat().st_mtime_ns for p in statistics]
 
     shutil.rmtree(tmp_path / "runs" / "assembly-v3" / "seed1" / "separate")
+    report = cli("clam_jax.experiments", *args, "--report_only", timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "assembly-v3 seed" not in report.stdout and not (tmp_path / "runs/assembly-v3/seed1/separate").exists()
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 3  # the finished cells only
     again = cli("clam_jax.experiments", *args, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("assembly-v3 seed") == 1 and "assembly-v3 seed 1 separate:" in again.stdout
