@@ -21,9 +21,9 @@ import numpy as np
 
 from clam_jax.collect import DATASETS, data_dir
 from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
+from clam_jax.data.statistics import Normalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import all_windows, pad_episodes, window_length
-from clam_jax.data.statistics import Normalizer
 from clam_jax.errors import ConfigError, DataError
 from clam_jax.methods import clam
 from clam_jax.methods.policy import init_policy, make_policy_step
