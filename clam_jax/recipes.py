@@ -25,7 +25,7 @@ from clam_jax.models.lam import MLPPolicy
 from clam_jax.models.mlp import MLP
 from clam_jax.rollout.saved_policy import policy_exists, save_policy
 from clam_jax.stages import (Run, decoder_spec, flat_windows, lam_and_decoder, last_metrics, on_host,
-                             policy_spec, seeded_program, train_regression, train_stage, train_stage1,
+                             policy_model, policy_spec, seeded_program, train_regression, train_stage, train_stage1,
                              transition_actions, transition_observations)
 from clam_jax.training.optim import make_optimizer
 from clam_jax.training.sharding import batch_split
@@ -102,8 +102,7 @@ def run_clam(runs: list[Run], mesh, method: str = "clam") -> None:
 
     start = time.perf_counter()
     inputs = [transition_observations(run.datasets["expert"].observations, run.normalizer) for run in runs]
-    model = MLPPolicy(out_dim=config.lam.latent_dim, hidden=list(config.policy.hidden),
-                      dtype=config.train.compute_dtype)
+    model = MLPPolicy(**policy_model(config, config.lam.latent_dim, squash=False))
     states = train_regression(runs, mesh, method, "policy", model, inputs,
                               [z.reshape(len(x), -1) for z, x in zip(latents, inputs)], hparams=config.policy,
                               seed_offset=1)
@@ -129,8 +128,7 @@ def _train_action_policy(runs: list[Run], mesh, method: str, inputs: list, targe
     """Trains a tanh-squashed policy on (inputs, true or inferred actions) per run and saves it, with the
     encoder the inputs came from if any."""
     config = runs[0].config
-    model = MLPPolicy(out_dim=config.action_dim, hidden=list(config.policy.hidden), squash=True,
-                      dtype=config.train.compute_dtype)
+    model = MLPPolicy(**policy_model(config, config.action_dim, squash=True))
     states = train_regression(runs, mesh, method, "policy", model, inputs, targets, hparams=config.policy,
                               seed_offset=seed_offset, init_params=init_params)
     for i, (run, state) in enumerate(zip(runs, states)):
@@ -207,8 +205,7 @@ def run_lapa(runs: list[Run], mesh) -> None:
     latents = [clam.relabel(lam, state.lam_params, run.padded("expert"), batch_size=config.train.relabel_batch_size)
                for run, state in zip(quantized, stage1)]
     inputs = [transition_observations(run.datasets["expert"].observations, run.normalizer) for run in runs]
-    latent_policy = MLPPolicy(out_dim=config.lam.latent_dim, hidden=list(config.policy.hidden),
-                              dtype=config.train.compute_dtype)
+    latent_policy = MLPPolicy(**policy_model(config, config.lam.latent_dim, squash=False))
     pretrained = train_regression(runs, mesh, "lapa", "latent_policy", latent_policy, inputs,
                                   [z.reshape(len(x), -1) for z, x in zip(latents, inputs)], hparams=config.policy,
                                   seed_offset=6)
@@ -217,8 +214,7 @@ def run_lapa(runs: list[Run], mesh) -> None:
 
     start = time.perf_counter()
     inputs = [transition_observations(run.datasets["labeled"].observations, run.normalizer) for run in runs]
-    action_policy = MLPPolicy(out_dim=config.action_dim, hidden=list(config.policy.hidden), squash=True,
-                              dtype=config.train.compute_dtype)
+    action_policy = MLPPolicy(**policy_model(config, config.action_dim, squash=True))
     init_params = [with_hidden_layers_of(action_policy.init(jax.random.key(run.config.seed + 7), x[:1]),
                                          on_host(state.params))
                    for run, x, state in zip(runs, inputs, pretrained)]

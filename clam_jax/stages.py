@@ -208,13 +208,18 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
     return train_stage(runs, state, multi_step, data_inputs, hparams.steps, method, stage)
 
 
+def policy_model(config, out_dim: int, squash: bool) -> dict:
+    """The `MLPPolicy` keyword arguments of every policy (latent or action) of the config."""
+    return {"out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash,
+            "dtype": config.train.compute_dtype}
+
+
 def policy_spec(config, method, normalizer, out_dim, squash, decoder=None, encoder=None) -> dict:
     """The `policy.json` of a saved policy (see `clam_jax.rollout.saved_policy`)."""
     return {"method": method, "task": config.task, "obs_dim": config.obs_dim, "action_dim": config.action_dim,
             "max_steps": config.max_steps, "action_repeat": config.action_repeat,
             "normalizer": normalizer.to_dict(),
-            "policy": {"out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash,
-                       "dtype": config.train.compute_dtype},
+            "policy": policy_model(config, out_dim, squash),
             "decoder": decoder, "encoder": encoder, "config": config.to_dict()}
 
 
