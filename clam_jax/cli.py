@@ -1,5 +1,6 @@
 """Flags shared by the command-line entry points, config files, and error handling."""
 import importlib.util
+import os
 import sys
 
 from absl import flags, logging
@@ -24,6 +25,12 @@ def load_config(path, variant: str = ""):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(variant)
+
+
+def use_headless_rendering() -> None:
+    """Renders MuJoCo frames without a display (EGL) unless the user chose a backend with MUJOCO_GL; call it
+    before anything imports mujoco."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def run_cli(fn):

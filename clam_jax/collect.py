@@ -4,6 +4,8 @@
 
 Writes `<workdir>/data/{unlabeled,labeled,expert}` (D_unlabeled, D_labeled,
 D_unlabeled_expert), each a TFDS RLDS dataset with a `statistics.json`.
+With `config.image_size` > 0, every step also holds the corner camera's frame
+at that size, rendered headless (`MUJOCO_GL`, default egl).
 Datasets already present are kept.
 """
 import json
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import tqdm
 
-from clam_jax.cli import FLAGS, run_cli
+from clam_jax.cli import FLAGS, run_cli, use_headless_rendering
 from clam_jax.data.episodes import Episodes, dataset_exists, read_statistics, write_episodes
 from clam_jax.data.statistics import dataset_statistics
 from clam_jax.envs.collection import EpisodeCollector, episode_spec
@@ -30,8 +32,9 @@ def data_dir(workdir) -> Path:
 
 
 def collection_signature(config) -> dict:
+    images = {"image_size": config.image_size} if config.image_size else {}
     return {"task": config.task, "seed": config.seed, "max_steps": config.max_steps,
-            "action_repeat": config.action_repeat,
+            "action_repeat": config.action_repeat, **images,
             "datasets": {name: config.data[name].to_dict() for name in DATASETS}}
 
 
@@ -74,7 +77,8 @@ def collect_dataset(collector: EpisodeCollector, config, name: str) -> tuple[Epi
             f"Only {len(kept)} of {max_attempts} {name} episodes failed the task; use noisier "
             f"behaviours in config.data.{name}.behaviors or set only_failures=False.")
     episodes = Episodes(**{key: np.stack([e[key] for e in kept]) for key in
-                           ("observations", "actions", "rewards", "success", "behavior")})
+                           ("observations", "actions", "rewards", "success", "behavior")},
+                        images=np.stack([e["images"] for e in kept]) if config.image_size else None)
     return episodes, attempted
 
 
@@ -86,13 +90,16 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
     missing = [name for name in DATASETS if not dataset_exists(root / name)]
     if missing:
         with EpisodeCollector(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat,
-                              num_workers=config.data.num_workers) as collector:
+                              num_workers=config.data.num_workers, image_size=config.image_size) as collector:
             for name in missing:
                 start = time.perf_counter()
                 episodes, attempted = collect_dataset(collector, config, name)
+                wall_time = time.perf_counter() - start
                 stats = {**dataset_statistics(episodes), "episodes_attempted": attempted,
-                         "collect_wall_time_s": time.perf_counter() - start,
-                         "collect_workers": collector.num_workers}
+                         "collect_wall_time_s": wall_time, "collect_workers": collector.num_workers}
+                if config.image_size:
+                    stats["image_size"] = config.image_size
+                    stats["frames_per_s"] = attempted * (config.max_steps + 1) / wall_time
                 write_episodes(root / name, episodes, stats)
                 print(f"{name}: {stats['num_episodes']} episodes kept of {attempted}, success rate "
                       f"{stats['success_rate']:.2f}, return {stats['return_mean']:.1f}")
@@ -101,6 +108,8 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
 
 def main(argv):
     del argv
+    if FLAGS.config is not None and FLAGS.config.image_size:
+        use_headless_rendering()
     run_cli(lambda: collect_datasets(FLAGS.config, FLAGS.workdir))
 
 

@@ -6,7 +6,6 @@ The policy directory is self-describing (task, episode length, normalization),
 so nothing else is needed. Prints and writes `<policy>/evaluation_<split>.json`.
 """
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -25,8 +24,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    if FLAGS.videos:
-        os.environ.setdefault("MUJOCO_GL", "egl")
+    from clam_jax.cli import use_headless_rendering
+
+    use_headless_rendering()
     from clam_jax.rollout.evaluation import evaluate
     from clam_jax.rollout.saved_policy import load_policy
     from clam_jax.rollout.videos import save_videos
@@ -38,7 +38,8 @@ def main(argv):
         sys.exit(2)
     result = evaluate(act, spec["task"], num_episodes=FLAGS.episodes, split=FLAGS.split,
                       max_steps=spec["max_steps"], action_repeat=spec["action_repeat"],
-                      num_workers=FLAGS.num_workers, videos=FLAGS.videos)
+                      num_workers=FLAGS.num_workers, videos=FLAGS.videos,
+                      image_size=spec["image_size"] if spec.get("observation") == "image" else 0)
     frames = result.pop("frames", None)
     if frames is not None:
         save_videos(Path(FLAGS.policy) / f"videos_{FLAGS.split}", frames)

@@ -23,6 +23,7 @@ from clam_jax.methods import clam, dynamo
 from clam_jax.methods.policy import with_hidden_layers_of
 from clam_jax.models.lam import MLPPolicy
 from clam_jax.models.mlp import MLP
+from clam_jax.models.policies import make_policy, with_idm_encoder
 from clam_jax.rollout.saved_policy import policy_exists, save_policy
 from clam_jax.stages import (Run, decoder_spec, flat_windows, lam_and_decoder, last_metrics, on_host,
                              policy_model, policy_spec, seeded_program, train_regression, train_stage, train_stage1,
@@ -102,14 +103,25 @@ def run_clam(runs: list[Run], mesh, method: str = "clam") -> None:
 
     start = time.perf_counter()
     inputs = [transition_observations(run.datasets["expert"].observations, run.normalizer) for run in runs]
-    model = MLPPolicy(**policy_model(config, config.lam.latent_dim, squash=False))
+    image_encoder = "space_time" if _policy_encoder_from_idm(config) else None
+    model = make_policy(policy_model(config, config.lam.latent_dim, False, image_encoder))
+    init_params = None
+    if image_encoder:
+        init_params = [with_idm_encoder(model.init(jax.random.key(run.config.seed), inputs[0][:1]), params)
+                       for run, params in zip(runs, lam_params)]
     states = train_regression(runs, mesh, method, "policy", model, inputs,
                               [z.reshape(len(x), -1) for z, x in zip(latents, inputs)], hparams=config.policy,
-                              seed_offset=1)
+                              seed_offset=1, init_params=init_params)
     for run, state, decoder_params in zip(runs, states, decoders):
-        spec = policy_spec(run.config, method, run.normalizer, config.lam.latent_dim, False, decoder_spec(config))
+        spec = policy_spec(run.config, method, run.normalizer, config.lam.latent_dim, False, decoder_spec(config),
+                           image_encoder=image_encoder)
         save_policy(run.workdir / method / "policy", {"policy": state.params, "decoder": decoder_params}, spec)
     _record(runs, method, "stage2", start, [{"steps": config.policy.steps}] * len(runs))
+
+
+def _policy_encoder_from_idm(config) -> bool:
+    """Whether the latent policy starts from the Space-Time IDM's image encoder (paper section 3.2)."""
+    return config.observation == "image" and config.policy.init_from_idm
 
 
 def _quantized(config, baseline) -> None:
@@ -128,7 +140,7 @@ def _train_action_policy(runs: list[Run], mesh, method: str, inputs: list, targe
     """Trains a tanh-squashed policy on (inputs, true or inferred actions) per run and saves it, with the
     encoder the inputs came from if any."""
     config = runs[0].config
-    model = MLPPolicy(**policy_model(config, config.action_dim, squash=True))
+    model = make_policy(policy_model(config, config.action_dim, squash=True))
     states = train_regression(runs, mesh, method, "policy", model, inputs, targets, hparams=config.policy,
                               seed_offset=seed_offset, init_params=init_params)
     for i, (run, state) in enumerate(zip(runs, states)):
@@ -205,7 +217,7 @@ def run_lapa(runs: list[Run], mesh) -> None:
     latents = [clam.relabel(lam, state.lam_params, run.padded("expert"), batch_size=config.train.relabel_batch_size)
                for run, state in zip(quantized, stage1)]
     inputs = [transition_observations(run.datasets["expert"].observations, run.normalizer) for run in runs]
-    latent_policy = MLPPolicy(**policy_model(config, config.lam.latent_dim, squash=False))
+    latent_policy = make_policy(policy_model(config, config.lam.latent_dim, squash=False))
     pretrained = train_regression(runs, mesh, "lapa", "latent_policy", latent_policy, inputs,
                                   [z.reshape(len(x), -1) for z, x in zip(latents, inputs)], hparams=config.policy,
                                   seed_offset=6)
@@ -214,7 +226,7 @@ def run_lapa(runs: list[Run], mesh) -> None:
 
     start = time.perf_counter()
     inputs = [transition_observations(run.datasets["labeled"].observations, run.normalizer) for run in runs]
-    action_policy = MLPPolicy(**policy_model(config, config.action_dim, squash=True))
+    action_policy = make_policy(policy_model(config, config.action_dim, squash=True))
     init_params = [with_hidden_layers_of(action_policy.init(jax.random.key(run.config.seed + 7), x[:1]),
                                          on_host(state.params))
                    for run, x, state in zip(runs, inputs, pretrained)]

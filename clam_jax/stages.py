@@ -21,7 +21,7 @@ import numpy as np
 
 from clam_jax.collect import DATASETS, data_dir
 from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
-from clam_jax.data.statistics import Normalizer
+from clam_jax.data.statistics import Normalizer, PixelNormalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import all_windows, pad_episodes, window_length
 from clam_jax.errors import ConfigError, DataError
@@ -79,7 +79,8 @@ class StageLog:
 
 
 def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
-    """Reads the three datasets and their statistics, checking their sizes against the config."""
+    """Reads the three datasets and their statistics, checking their sizes against the config. With
+    `config.observation == "image"` the episodes' observations are their frames (the states stay unused)."""
     root = data_dir(workdir)
     datasets = {name: read_episodes(root / name) for name in DATASETS}
     stats = {name: read_statistics(root / name) for name in DATASETS}
@@ -89,7 +90,19 @@ def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
             raise DataError(
                 f"Dataset {name} has observations of size {obs_dim} and actions of size {act_dim}, but the "
                 f"config expects {config.obs_dim} and {config.action_dim}; use a workdir made with this config.")
+        if config.observation == "image":
+            size = config.image_size
+            if episodes.images is None or episodes.images.shape[2:4] != (size, size):
+                found = "no frames" if episodes.images is None else f"frames of {episodes.images.shape[2:4]}"
+                raise DataError(f"Dataset {name} has {found} but the config trains on {size}x{size} frames; "
+                                "use a workdir collected with this config's image_size.")
+            datasets[name] = dataclasses.replace(episodes, observations=episodes.images)
     return datasets, stats
+
+
+def make_normalizer(config, stats: dict) -> Normalizer | PixelNormalizer:
+    """States are z-scored with D_unlabeled's moments; frames stay pixels (see `PixelNormalizer`)."""
+    return PixelNormalizer() if config.observation == "image" else Normalizer.from_statistics(stats["unlabeled"])
 
 
 def lam_and_decoder(config):
@@ -97,7 +110,8 @@ def lam_and_decoder(config):
     lam = make_latent_action_model(
         config.lam.kind, obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim, context=config.lam.context,
         future=config.lam.future, dtype=config.train.compute_dtype, hidden=config.lam.hidden,
-        transformer=config.lam.transformer, codebook_size=config.lam.codebook_size, codebooks=config.lam.codebooks,
+        transformer=config.lam.transformer, space_time=config.lam.space_time, image_size=config.image_size,
+        codebook_size=config.lam.codebook_size, codebooks=config.lam.codebooks,
         tokens=config.lam.tokens)
     decoder = ActionDecoder(**decoder_spec(config))
     return lam, decoder
@@ -160,7 +174,8 @@ def _streamed_inputs(run: Run, mesh):
     def inputs(start_step: int) -> DevicePrefetcher:
         loader = make_stage1_loader(
             root / "unlabeled", root / "labeled", normalizer, context=config.lam.context,
-            future=config.lam.future, batch_size=config.stage1.batch_size,
+            future=config.lam.future, observation_key="image" if config.observation == "image" else "observation",
+            batch_size=config.stage1.batch_size,
             labeled_batch_size=config.stage1.labeled_batch_size, steps_per_dispatch=k, seed=config.seed,
             num_workers=config.train.stream_workers, windows_per_episode=config.train.windows_per_episode,
             first_chunk=start_step // k)
@@ -198,7 +213,7 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
                         clip=hparams.clip)
 
     def init(key, params=None):
-        return init_policy(key, model, tx, obs_dim=inputs[0].shape[-1], params=params)
+        return init_policy(key, model, tx, inputs[0].shape[1:], params=params)
 
     step = make_policy_step(model, tx, batch_size=hparams.batch_size, batch_sharding=batch_split(mesh))
     data = [{"inputs": x, "targets": y} for x, y in zip(inputs, targets)]
@@ -208,18 +223,28 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
     return train_stage(runs, state, multi_step, data_inputs, hparams.steps, method, stage)
 
 
-def policy_model(config, out_dim: int, squash: bool) -> dict:
-    """The `MLPPolicy` keyword arguments of every policy (latent or action) of the config."""
-    return {"out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash,
+def policy_model(config, out_dim: int, squash: bool, image_encoder: str | None = None) -> dict:
+    """The spec of every policy (latent or action) of the config, for `clam_jax.models.policies.make_policy`:
+    an `MLPPolicy` on states, an `ImagePolicy` on frames whose encoder is `config.policy.image_encoder` unless
+    `image_encoder` says otherwise ("space_time": the architecture of the Space-Time LAM's IDM encoder)."""
+    spec = {"kind": "mlp", "out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash,
             "dtype": config.train.compute_dtype}
+    if config.observation == "image":
+        window = window_length(config.lam.context, config.lam.future)
+        spec.update(kind="image", encoder=image_encoder or config.policy.image_encoder,
+                    impala=config.policy.impala.to_dict(),
+                    space_time={**config.lam.space_time.to_dict(), "max_frames": window})
+    return spec
 
 
-def policy_spec(config, method, normalizer, out_dim, squash, decoder=None, encoder=None) -> dict:
+def policy_spec(config, method, normalizer, out_dim, squash, decoder=None, encoder=None,
+                image_encoder: str | None = None) -> dict:
     """The `policy.json` of a saved policy (see `clam_jax.rollout.saved_policy`)."""
     return {"method": method, "task": config.task, "obs_dim": config.obs_dim, "action_dim": config.action_dim,
+            "observation": config.observation, "image_size": config.image_size,
             "max_steps": config.max_steps, "action_repeat": config.action_repeat,
             "normalizer": normalizer.to_dict(),
-            "policy": policy_model(config, out_dim, squash),
+            "policy": policy_model(config, out_dim, squash, image_encoder),
             "decoder": decoder, "encoder": encoder, "config": config.to_dict()}
 
 
@@ -229,8 +254,8 @@ def padded_observations(config, normalizer, episodes: Episodes) -> np.ndarray:
 
 
 def transition_observations(observations: np.ndarray, normalizer) -> np.ndarray:
-    """Normalized o_t for t in 0..T-1, flattened over episodes."""
-    return normalizer(observations[:, :-1]).reshape(-1, observations.shape[-1])
+    """Normalized o_t for t in 0..T-1, flattened over episodes: [N * T, *obs]."""
+    return normalizer(observations[:, :-1]).reshape(-1, *observations.shape[2:])
 
 
 def transition_actions(episodes: Episodes) -> np.ndarray:

@@ -22,7 +22,6 @@ which one small model leaves mostly idle.
 """
 import copy
 import json
-import os
 import time
 from pathlib import Path
 
@@ -31,15 +30,14 @@ import numpy as np
 from absl import flags
 from jax.experimental.multihost_utils import sync_global_devices
 
-from clam_jax.cli import FLAGS, run_cli
+from clam_jax.cli import FLAGS, run_cli, use_headless_rendering
 from clam_jax.collect import collect_datasets
-from clam_jax.data.statistics import Normalizer
 from clam_jax.errors import ConfigError
 from clam_jax.recipes import RECIPES
 from clam_jax.rollout.evaluation import evaluate
 from clam_jax.rollout.saved_policy import load_policy
 from clam_jax.rollout.videos import save_videos
-from clam_jax.stages import Run, StageLog, load_datasets
+from clam_jax.stages import Run, StageLog, load_datasets, make_normalizer
 from clam_jax.training.sharding import check_batch_divisible, make_mesh
 from clam_jax.validation import validate_config
 
@@ -59,7 +57,8 @@ def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict | 
         if jax.process_index() == 0:
             result = evaluate(act, config.task, num_episodes=config.eval.episodes, split=config.eval.split,
                               max_steps=config.max_steps, action_repeat=config.action_repeat,
-                              num_workers=config.eval.num_workers, videos=config.eval.videos)
+                              num_workers=config.eval.num_workers, videos=config.eval.videos,
+                              image_size=config.image_size if config.observation == "image" else 0)
             frames = result.pop("frames", None)
             if frames is not None:
                 save_videos(workdir / method / "videos", frames)
@@ -92,7 +91,7 @@ def run_group(configs: list, workdirs: list) -> list[list[dict]]:
     runs, stats = [], []
     for run_config, workdir in zip(configs, workdirs):
         datasets, run_stats = load_datasets(run_config, workdir)
-        run = Run(run_config, workdir, datasets, Normalizer.from_statistics(run_stats["unlabeled"]))
+        run = Run(run_config, workdir, datasets, make_normalizer(run_config, run_stats))
         for method in config.methods:
             run.log(method)
         runs.append(run)
@@ -153,8 +152,8 @@ def run_seeds(config, workdir, seeds: list[int]) -> list[list[dict]]:
 def main(argv):
     del argv
     if FLAGS.config is not None:
-        if FLAGS.config.eval.videos:
-            os.environ.setdefault("MUJOCO_GL", "egl")
+        if FLAGS.config.eval.videos or FLAGS.config.image_size:
+            use_headless_rendering()
         if FLAGS.config.train.compilation_cache_dir:
             jax.config.update("jax_compilation_cache_dir", FLAGS.config.train.compilation_cache_dir)
     if FLAGS.seeds:

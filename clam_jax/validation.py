@@ -3,8 +3,10 @@ from clam_jax.envs.behaviors import check_behavior
 from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
+from clam_jax.models.policies import IMAGE_ENCODERS
 
 KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
+IMAGE_METHODS = ("clam", "bc", "bc_expert", "lapo")  # the others' networks are MLPs over state vectors
 
 
 def validate_config(config) -> None:
@@ -25,6 +27,7 @@ def validate_config(config) -> None:
             raise ConfigError(f"Unknown method {method!r} in config.methods; use some of {KNOWN_METHODS}.")
     if config.lam.kind not in LAM_KINDS:
         raise ConfigError(f"Unknown config.lam.kind {config.lam.kind!r}; use one of {LAM_KINDS}.")
+    _validate_observation(config)
     if config.lam.context < 0 or config.lam.future < 0 or config.lam.codebook_size < 0:
         raise ConfigError("config.lam.context, config.lam.future and config.lam.codebook_size must be >= 0.")
     for name in ("lam", "lapo", "lapa"):
@@ -51,3 +54,28 @@ def validate_config(config) -> None:
         raise ConfigError(f"config.train.input must be 'device' or 'stream', got {config.train.input!r}.")
     if config.eval.split not in ("val", "test"):
         raise ConfigError(f"config.eval.split must be 'val' or 'test', got {config.eval.split!r}.")
+
+
+def _validate_observation(config) -> None:
+    if config.observation not in ("state", "image"):
+        raise ConfigError(f"config.observation must be 'state' or 'image', got {config.observation!r}.")
+    if config.image_size < 0:
+        raise ConfigError(f"config.image_size must be >= 0 (0: no frames), got {config.image_size}.")
+    if config.observation == "state":
+        if config.lam.kind == "space_time":
+            raise ConfigError("The Space-Time LAM reads frames: set config.observation='image' and "
+                              "config.image_size (see configs/metaworld_images.py), or use lam.kind 'mlp'.")
+        return
+    if config.lam.kind != "space_time":
+        raise ConfigError(f"config.observation='image' needs config.lam.kind='space_time', got {config.lam.kind!r}.")
+    patch = config.lam.space_time.patch_size
+    if config.image_size < patch or config.image_size % patch:
+        raise ConfigError(f"config.image_size={config.image_size} must be a positive multiple of "
+                          f"config.lam.space_time.patch_size={patch}.")
+    unsupported = [m for m in config.methods if m not in IMAGE_METHODS]
+    if unsupported:
+        raise ConfigError(f"Methods {unsupported} train on state vectors only; with config.observation='image' "
+                          f"use some of {IMAGE_METHODS}.")
+    if config.policy.image_encoder not in IMAGE_ENCODERS:
+        raise ConfigError(f"config.policy.image_encoder must be one of {IMAGE_ENCODERS}, "
+                          f"got {config.policy.image_encoder!r}.")

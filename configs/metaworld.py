@@ -19,6 +19,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.action_repeat = 2
     c.obs_dim = 39  # MetaWorld state: hand, gripper, objects, previous frame, goal
     c.action_dim = 4
+    # What the models see: "state" (the 39-D vector) or "image" (the corner camera's frames, which
+    # `image_size` > 0 renders into the datasets beside the states; configs/metaworld_images.py).
+    c.observation = "state"
+    c.image_size = 0
 
     # The data regime of DESIGN.md: every dataset cycles through its behaviours.
     c.data = ml_collections.ConfigDict()
@@ -41,6 +45,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.lam.kind = "mlp"  # "transformer": the paper's TF-CLAM (Table 12), e.g. --config.lam.kind=transformer
     c.lam.hidden = (1024, 1024)  # MLP LAM only
     c.lam.transformer = dict(embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1)
+    # Space-Time LAM over frames (kind "space_time", configs/metaworld_images.py; sizes of Appendix G.3's printout)
+    c.lam.space_time = ml_collections.ConfigDict(dict(
+        patch_size=16, embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1))
     c.lam.latent_dim = 16
     # > 0: discrete latents, vector-quantized as `codebooks` x `tokens` codewords of EMA codebooks of this
     # size (LAPO's split: z cut into 8 vectors); the discrete ablation uses LAPO's sizes below.
@@ -78,6 +85,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.policy.weight_decay = 0.01
     c.policy.warmup = 25_000
     c.policy.clip = 1.0
+    # Policies over frames (config.observation="image"): an IMPALA-CNN encoder (Appendix G.1) under the MLP
+    # head; with init_from_idm, CLAM's latent policy instead starts from the Space-Time IDM's encoder (sec. 3.2).
+    c.policy.image_encoder = "impala"
+    c.policy.impala = ml_collections.ConfigDict(dict(channels=(16, 32, 32), features=256))
+    c.policy.init_from_idm = False
 
     c.methods = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
     # LAPO's and LAPA's LAMs quantize their latents as LAPO does: 2 codebooks of 64 codewords, 4 tokens
@@ -119,6 +131,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.data.labeled.episodes = 100
         c.lam.hidden = (512, 512)
         c.lam.future = 2  # the hand lags its command: o[t+2], o[t+3] reveal a_t (README, "Measurements")
+        # --config.lam.kind=transformer at a CPU size: 2 + 2 layers of d 128 (the paper's 3 + 3 of d 256 run at
+        # ~7.5 steps/s here, DESIGN.md).
+        c.lam.transformer = dict(embed_dim=128, num_heads=4, mlp_dim=512, num_layers=2, dropout=0.1)
         c.decoder.embed_dim = 128
         c.decoder.hidden = (512, 512)
         c.dynamo.embed_dim = 128

@@ -4,6 +4,8 @@ import warnings
 # Eight fake CPU devices, set before JAX is imported, so sharded code is tested for real
 # (subprocesses started by the tests inherit it).
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+# Frames are rendered headless, as the CLIs do.
+os.environ.setdefault("MUJOCO_GL", "egl")
 
 import pytest  # noqa: E402
 

@@ -41,6 +41,43 @@ def test_expert_solves_the_task_within_100_policy_steps():
     assert episode["success"]
 
 
+# The first frame of `REFERENCE_SPEC` at 64x64, as 8x8 blocks of mean grey level, rendered here on the
+# software renderer (llvmpipe): the wall fills the top, the arm the left, the table the bottom.
+REFERENCE_SPEC = dict(seed=0, stream=2, index=0, behaviors=("expert",))
+REFERENCE_THUMBNAIL = np.array([
+    [125, 125, 102, 117, 125, 125, 125, 125],
+    [125, 125, 68, 77, 124, 125, 125, 125],
+    [125, 116, 78, 69, 125, 125, 125, 125],
+    [95, 80, 82, 101, 125, 125, 125, 125],
+    [72, 82, 91, 95, 95, 103, 105, 107],
+    [73, 106, 102, 96, 92, 90, 91, 96],
+    [62, 120, 100, 95, 93, 96, 96, 92],
+    [42, 115, 88, 125, 88, 86, 88, 146]])
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    return frame.astype(float).mean(-1).reshape(8, 8, 8, 8).mean((1, 3))
+
+
+def test_rendered_frames_are_the_scene_right_side_up():
+    env = MetaWorldTask("assembly-v3", max_steps=10, action_repeat=2)
+    try:
+        episode = run_episode(env, episode_spec(**REFERENCE_SPEC), image_size=64)
+    finally:
+        env.close()
+    frames = episode["images"]
+    assert frames.shape == (11, 64, 64, 3) and frames.dtype == np.uint8
+    assert frames.std() > 20  # not blank
+    assert np.abs(frames[-1].astype(float) - frames[0]).mean() > 1  # the arm moved
+    first = thumbnail(frames[0])
+    assert np.abs(first - REFERENCE_THUMBNAIL).mean() < 8
+    assert np.abs(first[::-1] - REFERENCE_THUMBNAIL).mean() > 15  # upside down would be far off
+    # The frames belong to the states: the same episode without rendering has the same states.
+    plain = run_episode(MetaWorldTask("assembly-v3", max_steps=10, action_repeat=2), episode_spec(**REFERENCE_SPEC))
+    np.testing.assert_array_equal(plain["observations"], episode["observations"])
+    assert plain["images"] is None
+
+
 def test_datasets_are_deterministic_whatever_the_worker_count(tiny_config, tmp_path):
     one, two = tiny_config(), tiny_config()
     one.data.num_workers, two.data.num_workers = 1, 2

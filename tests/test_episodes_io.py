@@ -32,6 +32,19 @@ def test_round_trip_through_tfds_data_source(tmp_path):
     assert len(source) == 3 and len(steps) == 6
     assert steps[0]["is_first"] and steps[-1]["is_last"] and not steps[2]["is_last"]
     np.testing.assert_array_equal(steps[2]["action"], episodes.actions[1, 2])
+    assert back.images is None and "image" not in steps[0]
+
+
+def test_frames_are_stored_beside_the_states_as_uint8(tmp_path):
+    episodes = make_episodes()
+    episodes.images = np.random.default_rng(1).integers(0, 256, (3, 6, 8, 8, 3), dtype=np.uint8)
+    write_episodes(tmp_path / "d", episodes, dataset_statistics(episodes))
+    back = read_episodes(tmp_path / "d")
+    assert back.images.dtype == np.uint8
+    np.testing.assert_array_equal(back.images, episodes.images)
+    np.testing.assert_array_equal(back.observations, episodes.observations)
+    source = tfds.builder_from_directory(str(tmp_path / "d" / BUILDER_NAME / VERSION)).as_data_source(split="train")
+    np.testing.assert_array_equal(list(source[2]["steps"])[4]["image"], episodes.images[2, 4])
 
 
 def test_statistics_and_normalizer():

@@ -3,6 +3,8 @@
 An episode of T policy steps has T + 1 RLDS steps: step t holds `observation[t]`
 and the `action[t]` taken there (which produced `observation[t + 1]`); the last
 step holds the final observation with a zero action and `is_last=True`.
+Datasets collected with images hold each step's rendered frame (uint8, stored
+raw) as `image` beside the state `observation`.
 A dataset lives in `<dir>/clam_episodes/<version>/` and is read back with
 `tfds.builder_from_directory(...).as_data_source(split="train")`.
 """
@@ -30,6 +32,7 @@ class Episodes:
     rewards: np.ndarray  # [N, T + 1] float32; rewards[:, t] follows actions[:, t]
     success: np.ndarray  # [N] bool
     behavior: np.ndarray  # [N] str
+    images: np.ndarray | None = None  # [N, T + 1, H, W, 3] uint8 frames of the observations, if rendered
 
     @property
     def num_episodes(self) -> int:
@@ -55,11 +58,15 @@ def _builder_class():
         def _info(self):
             obs_dim = self._episodes.observations.shape[-1]
             act_dim = self._episodes.actions.shape[-1]
+            images = self._episodes.images
+            image = {} if images is None else {
+                "image": tfds.features.Tensor(shape=images.shape[2:], dtype=np.uint8)}
             return tfds.core.DatasetInfo(
                 builder=self,
                 description="clam_jax episodes (RLDS): action[t] is taken at observation[t].",
                 features=tfds.features.FeaturesDict({
                     "steps": tfds.features.Dataset({
+                        **image,
                         "observation": tfds.features.Tensor(shape=(obs_dim,), dtype=np.float32),
                         "action": tfds.features.Tensor(shape=(act_dim,), dtype=np.float32),
                         "reward": np.float32,
@@ -87,6 +94,7 @@ def _builder_class():
                         "is_first": index == 0,
                         "is_last": index == length - 1,
                         "is_terminal": np.zeros(length, bool),
+                        **({} if eps.images is None else {"image": eps.images[i]}),
                     },
                     "episode_metadata": {"success": bool(eps.success[i]), "behavior": str(eps.behavior[i])},
                 }
@@ -156,6 +164,7 @@ def read_episodes(directory: str | os.PathLike) -> Episodes:
         observations = np.stack([r["steps"]["observation"] for r in records])
         actions = np.stack([r["steps"]["action"] for r in records])
         rewards = np.stack([r["steps"]["reward"] for r in records])
+        images = np.stack([r["steps"]["image"] for r in records]) if "image" in records[0]["steps"] else None
     except Exception as e:  # TFDS raises many kinds of errors for damaged files.
         raise _corrupt(directory, e) from e
     if len(records) == 0:
@@ -173,4 +182,5 @@ def read_episodes(directory: str | os.PathLike) -> Episodes:
         rewards=rewards.astype(np.float32),
         success=np.array([bool(m["success"]) for m in meta]),
         behavior=behavior,
+        images=None if images is None else images.astype(np.uint8),
     )

@@ -42,6 +42,7 @@ class Normalizer:
 
     mean: np.ndarray
     std: np.ndarray
+    dtype = np.float32  # of the normalized observations
 
     @classmethod
     def from_statistics(cls, stats: dict, min_std: float = 1e-2) -> "Normalizer":
@@ -57,3 +58,22 @@ class Normalizer:
     @classmethod
     def from_dict(cls, d: dict) -> "Normalizer":
         return cls(mean=np.asarray(d["mean"], np.float32), std=np.asarray(d["std"], np.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class PixelNormalizer:
+    """Leaves frames as uint8 pixels: image models scale them themselves (`clam_jax.models.space_time.to_unit`),
+    so datasets of frames are held, sampled and moved at a quarter of float32's size."""
+
+    dtype = np.uint8
+
+    def __call__(self, frames):
+        return frames
+
+    def to_dict(self) -> dict:
+        return {"pixels": True}
+
+
+def normalizer_from_dict(d: dict) -> Normalizer | PixelNormalizer:
+    """The normalizer a saved policy's spec describes (`to_dict` of either kind)."""
+    return PixelNormalizer() if d.get("pixels") else Normalizer.from_dict(d)

@@ -6,7 +6,8 @@ jitted dispatch of K steps,
 
     {"unlabeled": [K, B, W, D], "labeled": [K, B_l, W, D], "labeled_actions": [K, B_l, A]}
 
-(float32, observations normalized, windows cut with `pad_episodes` semantics),
+(observations normalized: float32 states, or uint8 frames read from the
+datasets' "image" feature; windows cut with `pad_episodes` semantics),
 and `DevicePrefetcher` turns chunks into global `jax.Array`s split over the
 "data" mesh axis, a few chunks ahead of the consumer.
 
@@ -35,7 +36,8 @@ Memory. Each worker builds one chunk at a time and holds at most
 the main process buffers as many again per worker; `DevicePrefetcher` holds
 `size` chunks on the device. So host memory is bounded by about
 3 x num_workers chunks (1 with num_workers=0) of
-K x (B + B_l) x W x D x 4 bytes, plus one decoded episode per worker.
+K x (B + B_l) x W x (size of an observation: D x 4 bytes, or H x W x 3 for frames) bytes, plus
+one decoded episode per worker.
 """
 import dataclasses
 import functools
@@ -53,7 +55,7 @@ from absl import flags
 from jax.sharding import NamedSharding
 
 from clam_jax.data.episodes import open_data_source
-from clam_jax.data.statistics import Normalizer
+from clam_jax.data.statistics import Normalizer, PixelNormalizer
 from clam_jax.data.windows import window_length
 from clam_jax.errors import ConfigError, DataError
 
@@ -64,7 +66,8 @@ class _WindowSampler:
 
     source: Any  # TFDS ArrayRecordDataSource: episode index -> RLDS record (picklable)
     directory: str
-    normalizer: Normalizer
+    normalizer: Normalizer | PixelNormalizer
+    observation_key: str  # the RLDS step feature the models see: "observation" (states) or "image"
     context: int
     window: int
     windows_per_episode: int
@@ -73,7 +76,7 @@ class _WindowSampler:
 
     def sample(self, rng: np.random.Generator, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Windows [steps, batch, W, *obs] and actions [steps, batch, *act]; window j goes to step j % steps."""
-        windows = np.empty((steps, batch, self.window, *self.observation_shape), np.float32)
+        windows = np.empty((steps, batch, self.window, *self.observation_shape), self.normalizer.dtype)
         actions = np.empty((steps, batch, *self.action_shape), np.float32)
         slots = np.arange(steps * batch)
         for start in range(0, slots.size, self.windows_per_episode):
@@ -85,10 +88,11 @@ class _WindowSampler:
         """`count` windows at distinct t (while the episode has enough) from one random episode."""
         episode = int(rng.integers(len(self.source)))
         steps = self.source[episode]["steps"]  # {"observation": [T + 1, *obs], "action": [T + 1, *act], ...}
-        transitions = _num_transitions(steps["observation"], self.directory, episode)
+        observations = steps[self.observation_key]
+        transitions = _num_transitions(observations, self.directory, episode)
         t = rng.choice(transitions, size=count, replace=count > transitions)
         frames = np.clip(t[:, None] + np.arange(self.window) - self.context, 0, transitions)
-        return self.normalizer(steps["observation"][frames]), steps["action"][t]
+        return self.normalizer(observations[frames]), steps["action"][t]
 
 
 def _num_transitions(observations: np.ndarray, directory: str, episode: int) -> int:
@@ -119,21 +123,25 @@ class _ChunkSampler:
         return {"unlabeled": unlabeled, "labeled": labeled, "labeled_actions": actions}
 
 
-def _open_dataset(directory, normalizer: Normalizer, *, context: int, window: int,
-                  windows_per_episode: int) -> _WindowSampler:
+def _open_dataset(directory, normalizer: Normalizer | PixelNormalizer, *, observation_key: str, context: int,
+                  window: int, windows_per_episode: int) -> _WindowSampler:
     """Opens a dataset written by `write_episodes` for random access, checking it against the config."""
     builder, source = open_data_source(directory)
     if len(source) == 0:
         raise DataError(f"Dataset {directory} has no episodes; delete it and regenerate it.")
-    _num_transitions(source[0]["steps"]["observation"], str(directory), 0)
     features = builder.info.features["steps"].feature
-    observation_shape = tuple(features["observation"].shape)
-    if observation_shape != np.shape(normalizer.mean):
+    if observation_key not in features:
+        raise DataError(f"Dataset {directory} has no {observation_key!r} feature (it holds {sorted(features)}); "
+                        "collect it with the config that trains on it (config.image_size for frames).")
+    _num_transitions(source[0]["steps"][observation_key], str(directory), 0)
+    observation_shape = tuple(features[observation_key].shape)
+    if isinstance(normalizer, Normalizer) and observation_shape != np.shape(normalizer.mean):
         raise DataError(
             f"Observations of {directory} have shape {observation_shape} but the normalizer has "
             f"{np.shape(normalizer.mean)}; build it from the statistics of datasets of this environment.")
     return _WindowSampler(
-        source=source, directory=str(directory), normalizer=normalizer, context=context, window=window,
+        source=source, directory=str(directory), normalizer=normalizer, observation_key=observation_key,
+        context=context, window=window,
         windows_per_episode=windows_per_episode, observation_shape=observation_shape,
         action_shape=tuple(features["action"].shape))
 
@@ -154,12 +162,14 @@ def _check_config(**values) -> None:
             raise ConfigError(f"{name}={values[name]} must be a multiple of the {count} processes.")
 
 
-def make_stage1_loader(unlabeled_dir, labeled_dir, normalizer: Normalizer, *, context: int, future: int,
-                       batch_size: int, labeled_batch_size: int, steps_per_dispatch: int, seed: int,
+def make_stage1_loader(unlabeled_dir, labeled_dir, normalizer: Normalizer | PixelNormalizer, *, context: int,
+                       future: int, batch_size: int, labeled_batch_size: int, steps_per_dispatch: int, seed: int,
                        num_workers: int = 0, windows_per_episode: int = 8, first_chunk: int = 0,
-                       process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
+                       process_index: int | None = None, process_count: int | None = None,
+                       observation_key: str = "observation") -> grain.IterDataset:
     """An endless grain dataset of this process's stage-1 chunks (see the module docstring).
 
+    Windows are cut from the RLDS step feature `observation_key` ("image" for frames).
     `batch_size` and `labeled_batch_size` are global: each of the `process_count`
     processes (default: JAX's) yields its own [K, B / process_count, ...] slice,
     drawn with its own RNG. `num_workers` worker processes build chunks (0: in
@@ -173,7 +183,8 @@ def make_stage1_loader(unlabeled_dir, labeled_dir, normalizer: Normalizer, *, co
                   steps_per_dispatch=steps_per_dispatch, windows_per_episode=windows_per_episode,
                   context=context, future=future, seed=seed, num_workers=num_workers,
                   first_chunk=first_chunk, process_index=process_index, process_count=process_count)
-    open_dataset = functools.partial(_open_dataset, normalizer=normalizer, context=context,
+    open_dataset = functools.partial(_open_dataset, normalizer=normalizer, observation_key=observation_key,
+                                     context=context,
                                      window=window_length(context, future),
                                      windows_per_episode=windows_per_episode)
     sampler = _ChunkSampler(

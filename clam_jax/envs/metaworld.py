@@ -48,6 +48,7 @@ class MetaWorldTask:
         self._env = ALL_V3_ENVIRONMENTS[task]()
         self._env.max_path_length = max_steps * action_repeat
         self._steps = 0
+        self._renderers = {}
 
     def reset(self, variation_seed: int) -> np.ndarray:
         """Starts an episode in the task variation named by `variation_seed`."""
@@ -75,18 +76,22 @@ class MetaWorldTask:
         return obs.astype(np.float32), reward, success
 
     def render(self, width: int = 128, height: int = 128) -> np.ndarray:
-        """An RGB frame of the scene (needs a MuJoCo GL backend, e.g. MUJOCO_GL=egl)."""
+        """An RGB frame [height, width, 3] uint8 of the corner camera, right side up (needs a MuJoCo GL
+        backend, e.g. MUJOCO_GL=egl). Shadows and reflections are off: ~4x faster on a software renderer."""
         import mujoco
 
-        if getattr(self, "_renderer", None) is None:
-            self._renderer = mujoco.Renderer(self._env.model, height=height, width=width)
-        self._renderer.update_scene(self._env.data, camera="corner")
-        return self._renderer.render()[::-1].copy()  # the corner camera renders upside down
+        renderer = self._renderers.get((width, height))
+        if renderer is None:
+            renderer = self._renderers[width, height] = mujoco.Renderer(self._env.model, height=height, width=width)
+            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION):
+                renderer.scene.flags[flag] = False
+        renderer.update_scene(self._env.data, camera="corner")
+        return renderer.render()[::-1].copy()  # the corner camera renders upside down
 
     def close(self) -> None:
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
         self._env.close()
 
 

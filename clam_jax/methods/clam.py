@@ -34,7 +34,7 @@ def init_stage1(rng, lam, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1S
     """`lam_params` holds the LAM's variables: "params", and "vq" (the EMA codebook) for discrete latents;
     the optimizer updates "params" only."""
     k_lam, k_dec, k_state = jax.random.split(rng, 3)
-    variables = lam.init(k_lam, jnp.zeros((1, lam.window, lam.obs_dim)))
+    variables = lam.init(k_lam, jnp.zeros((1, lam.window, *lam.observation_shape)))
     lam_params = {k: v for k, v in variables.items() if k in ("params", "vq")}
     decoder_params = decoder.init(k_dec, jnp.zeros((1, lam.latent_dim)))
     return Stage1State(
@@ -94,7 +94,8 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
         batch = split_batch(batch, batch_sharding)
         windows = batch["unlabeled"]
         k_recon, k_idm = jax.random.split(jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2))
-        cheat = _mse(windows[:, current], windows[:, current + 1])
+        frames = lam.frames(windows)
+        cheat = _mse(frames[:, current], frames[:, current + 1])
 
         def reconstruction_step(state):
             (_, (recon, vq, stats)), grads = jax.value_and_grad(reconstruction, has_aux=True)(

@@ -15,10 +15,10 @@ class PolicyState:
     opt_state: optax.OptState
 
 
-def init_policy(rng, model, tx, obs_dim: int, params=None) -> PolicyState:
+def init_policy(rng, model, tx, observation_shape: tuple[int, ...], params=None) -> PolicyState:
     """A fresh state; `params` (e.g. a pretrained network) replace the random initialization if given."""
     k_init, k_state = jax.random.split(rng)
-    params = model.init(k_init, jnp.zeros((1, obs_dim))) if params is None else params
+    params = model.init(k_init, jnp.zeros((1, *observation_shape))) if params is None else params
     return PolicyState(step=jnp.zeros((), jnp.int32), rng=k_state, params=params, opt_state=tx.init(params))
 
 
@@ -31,7 +31,7 @@ def with_hidden_layers_of(params: dict, source: dict) -> dict:
 
 
 def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
-    """step(state, data) -> (state, metrics) with data = {"inputs": [M, obs], "targets": [M, out]}.
+    """step(state, data) -> (state, metrics) with data = {"inputs": [M, *obs], "targets": [M, out]}.
 
     With a `batch_sharding`, the sampled batch is split over its devices (data parallelism).
     """

@@ -1,10 +1,12 @@
 """Latent action models (paper Appendix G.3) and the action decoder.
 
 A window holds `context` past frames, the current frame o_t, o_{t+1}, and
-`future` frames after it: [o_{t-H} .. o_t, o_{t+1}, .. o_{t+1+F}]. Every LAM
-has the same interface: `idm(window)` returns z_t for the transition
+`future` frames after it: [o_{t-H} .. o_t, o_{t+1}, .. o_{t+1+F}], each frame
+of `observation_shape` (a state vector, or an image for the Space-Time LAM).
+Every LAM has the same interface: `idm(window)` returns z_t for the transition
 o_t -> o_{t+1}; `__call__(window, train)` returns z_t and the FDM's
-predictions, which the stage-1 loss compares with `reconstruction_target(window)`.
+predictions, which the stage-1 loss compares with `reconstruction_target(window)`,
+in the scale of `frames(window)` (states as given, pixels in [-1, 1]).
 `train=True` turns dropout on (it needs a "dropout" RNG) and, with
 `codebook_size` > 0 (discrete latents), moves the EMA codebook (apply with
 `mutable=["vq", "losses", "stats"]`, see `clam_jax.models.quantizers`);
@@ -20,10 +22,23 @@ from clam_jax.data.windows import window_length
 from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
 from clam_jax.models.quantizers import VectorQuantizer
+from clam_jax.models.space_time import SpaceTimeTransformer, to_unit, unpatchify
 from clam_jax.models.transformer import DecoderBlock, EncoderBlock
 
 
-class MLPLatentActionModel(nn.Module):
+class _StateFrames:
+    """Frames of a state LAM: vectors of `obs_dim`, compared as they are."""
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return (self.obs_dim,)
+
+    @staticmethod
+    def frames(window: jax.Array) -> jax.Array:
+        return window
+
+
+class MLPLatentActionModel(_StateFrames, nn.Module):
     """IDM: MLP over the flattened window; FDM: MLP over o[t-H .. t] and z_t, predicting o_{t+1}."""
 
     obs_dim: int
@@ -64,7 +79,7 @@ class MLPLatentActionModel(nn.Module):
         return window[:, self.context + 1]
 
 
-class TransformerLatentActionModel(nn.Module):
+class TransformerLatentActionModel(_StateFrames, nn.Module):
     """Transformer CLAM for states (paper Appendix G.3, Table 12).
 
     IDM: a linear embedding (LeakyReLU) plus learned positions, a non-causal
@@ -141,20 +156,107 @@ class TransformerLatentActionModel(nn.Module):
         return window[:, 1:]
 
 
-LAM_KINDS = ("mlp", "transformer")
+class SpaceTimeLatentActionModel(nn.Module):
+    """Space-Time CLAM for pixels (paper Appendix G.3, Figure 10).
+
+    IDM: a non-causal Space-Time transformer over the window's frames with a CLS
+    token per frame; a linear head on the CLS token of frame j + 1 gives the
+    latent of transition j. FDM: a Space-Time transformer over o_0 .. o_{W-2}
+    with causal temporal attention and cross-attention from every patch to the
+    embedded latents of the window (unmasked, as the paper's decoder), whose
+    tokens are mapped back to pixel patches: it predicts every next frame
+    o_1 .. o_{W-1}, in [-1, 1]. z_t is the latent of the window's current transition.
+    """
+
+    image_size: int
+    latent_dim: int
+    context: int = 1
+    future: int = 0
+    channels: int = 3
+    patch_size: int = 16
+    embed_dim: int = 256
+    num_heads: int = 4
+    mlp_dim: int = 2048
+    num_layers: int = 3
+    dropout: float = 0.1
+    codebook_size: int = 0  # > 0: vector-quantized latents (see `clam_jax.models.quantizers`)
+    codebooks: int = 1
+    tokens: int = 1
+    dtype: Any = "float32"
+
+    @property
+    def window(self) -> int:
+        return window_length(self.context, self.future)
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return (self.image_size, self.image_size, self.channels)
+
+    @staticmethod
+    def frames(window: jax.Array) -> jax.Array:
+        return to_unit(window)
+
+    def setup(self):
+        if self.image_size % self.patch_size:
+            raise ConfigError(f"Images of {self.image_size} pixels do not divide into patches of "
+                              f"{self.patch_size}; use an image size that is a multiple of the patch size.")
+        sizes = dict(patch_size=self.patch_size, embed_dim=self.embed_dim, num_heads=self.num_heads,
+                     mlp_dim=self.mlp_dim, num_layers=self.num_layers, dropout=self.dropout,
+                     max_frames=self.window, dtype=self.dtype)
+        self.idm_encoder = SpaceTimeTransformer(cls=True, **sizes)
+        self.latent_head = nn.Dense(self.latent_dim, dtype=self.dtype)
+        self.fdm_decoder = SpaceTimeTransformer(causal=True, **sizes)
+        self.latent_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
+        self.latent_positions = self.param("latent_positions", nn.initializers.normal(1.0),
+                                           (self.window - 1, self.embed_dim))
+        self.to_patches = nn.Dense(self.patch_size ** 2 * self.channels, dtype=self.dtype)
+        self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size
+                          else None)
+
+    def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
+        """[B, W, H, W, C] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
+        tokens = self.idm_encoder(window, train=train)
+        latents = self.latent_head(tokens[:, 1:, 0]).astype("float32")
+        return self.quantizer(latents, train) if self.quantizer else latents
+
+    def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
+        return self.latents(window, train)[:, self.context]
+
+    def fdm(self, frames: jax.Array, latents: jax.Array, train: bool = False) -> jax.Array:
+        """o_0 .. o_{n-1} [B, n, H, W, C] and the window's latents [B, W - 1, latent_dim] -> o_1 .. o_n
+        predicted, in [-1, 1]."""
+        memory = self.latent_embed(latents) + self.latent_positions[:latents.shape[1]].astype(self.dtype)
+        tokens = self.fdm_decoder(frames, memory, train=train)
+        patches = self.to_patches(tokens).astype("float32")
+        return unpatchify(patches, self.patch_size, self.image_size, self.image_size)
+
+    def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+        """Returns (z_t, predictions of o_1 .. o_{W-1})."""
+        latents = self.latents(window, train)
+        return latents[:, self.context], self.fdm(window[:, :-1], latents, train)
+
+    def reconstruction_target(self, window: jax.Array) -> jax.Array:
+        return to_unit(window[:, 1:])
+
+
+LAM_KINDS = ("mlp", "transformer", "space_time")
 
 
 def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, context: int, future: int,
-                             dtype: Any, hidden=(1024, 1024), transformer=None, codebook_size: int = 0,
-                             codebooks: int = 1, tokens: int = 1) -> nn.Module:
-    """The LAM named by `kind` ("mlp" or "transformer"); `transformer` holds that model's sizes;
+                             dtype: Any, hidden=(1024, 1024), transformer=None, space_time=None,
+                             image_size: int = 0, codebook_size: int = 0, codebooks: int = 1,
+                             tokens: int = 1) -> nn.Module:
+    """The LAM named by `kind` ("mlp" or "transformer" over states of `obs_dim`, "space_time" over
+    square images of `image_size`); `transformer` and `space_time` hold those models' sizes;
     `codebook_size` > 0 quantizes its latents as `codebooks` x `tokens` codewords."""
-    common = dict(obs_dim=obs_dim, latent_dim=latent_dim, context=context, future=future,
-                  codebook_size=codebook_size, codebooks=codebooks, tokens=tokens, dtype=dtype)
+    common = dict(latent_dim=latent_dim, context=context, future=future, codebook_size=codebook_size,
+                  codebooks=codebooks, tokens=tokens, dtype=dtype)
     if kind == "mlp":
-        return MLPLatentActionModel(hidden=tuple(hidden), **common)
+        return MLPLatentActionModel(obs_dim=obs_dim, hidden=tuple(hidden), **common)
     if kind == "transformer":
-        return TransformerLatentActionModel(**dict(transformer or {}), **common)
+        return TransformerLatentActionModel(obs_dim=obs_dim, **dict(transformer or {}), **common)
+    if kind == "space_time":
+        return SpaceTimeLatentActionModel(image_size=image_size, **dict(space_time or {}), **common)
     raise ConfigError(f"Unknown latent action model {kind!r}; use one of {LAM_KINDS}.")
 
 

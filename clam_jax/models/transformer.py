@@ -23,7 +23,7 @@ class FeedForward(nn.Module):
         return nn.Dense(x.shape[-1], dtype=self.dtype)(h)
 
 
-class _PostNormSublayers(nn.Module):
+class PostNormSublayers(nn.Module):
     """Shared plumbing: residual, dropout and LayerNorm around each sublayer."""
 
     num_heads: int
@@ -40,7 +40,7 @@ class _PostNormSublayers(nn.Module):
         return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)(x + update)
 
 
-class EncoderBlock(_PostNormSublayers):
+class EncoderBlock(PostNormSublayers):
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, train: bool = False) -> jax.Array:
         x = self.residual(x, self.attention("self_attention")(x, x, mask=mask, deterministic=not train),
@@ -48,7 +48,7 @@ class EncoderBlock(_PostNormSublayers):
         return self.residual(x, FeedForward(self.mlp_dim, self.dropout, self.dtype)(x, train), train, "norm2")
 
 
-class DecoderBlock(_PostNormSublayers):
+class DecoderBlock(PostNormSublayers):
     @nn.compact
     def __call__(self, x: jax.Array, memory: jax.Array, self_mask: jax.Array | None = None,
                  memory_mask: jax.Array | None = None, train: bool = False) -> jax.Array:

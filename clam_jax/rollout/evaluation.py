@@ -15,20 +15,26 @@ def evaluation_seeds(split: str, num_episodes: int) -> list[int]:
 
 
 def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, action_repeat: int,
-             num_workers: int = 0, videos: int = 0) -> dict:
-    """Runs `act(observations [N, D]) -> actions [N, A]` for one episode in each variation.
+             num_workers: int = 0, videos: int = 0, image_size: int = 0) -> dict:
+    """Runs `act(observations [N, D]) -> actions [N, A]` for one episode in each variation; with
+    `image_size` > 0 the observations are the corner camera's frames [N, image_size, image_size, 3] instead.
 
     Returns per-episode successes and returns, the success rate, and `frames`
     ([videos, T + 1, H, W, 3] uint8) when videos > 0.
     """
     with EnvPool(task, num_episodes, max_steps=max_steps, action_repeat=action_repeat,
                  num_workers=num_workers or default_num_workers()) as pool:
-        obs = pool.reset(evaluation_seeds(split, num_episodes))
+
+        def observe(states):
+            return np.stack(pool.render(range(num_episodes), (image_size, image_size))) if image_size else states
+
+        obs = observe(pool.reset(evaluation_seeds(split, num_episodes)))
         success = np.zeros(num_episodes, bool)
         returns = np.zeros(num_episodes)
         frames = [pool.render(range(videos))] if videos else []
         for _ in range(max_steps):
-            obs, reward, step_success = pool.step(np.asarray(act(obs)))
+            states, reward, step_success = pool.step(np.asarray(act(obs)))
+            obs = observe(states)
             success |= step_success
             returns += reward
             if videos:

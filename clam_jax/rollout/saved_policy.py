@@ -13,10 +13,11 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.experimental.multihost_utils import sync_global_devices
 
-from clam_jax.data.statistics import Normalizer
+from clam_jax.data.statistics import normalizer_from_dict
 from clam_jax.errors import DataError
-from clam_jax.models.lam import ActionDecoder, MLPPolicy
+from clam_jax.models.lam import ActionDecoder
 from clam_jax.models.mlp import MLP
+from clam_jax.models.policies import make_policy
 
 SPEC_FILE = "policy.json"
 
@@ -39,9 +40,10 @@ def save_policy(directory, params: dict, spec: dict) -> None:
 
 
 def make_act_fn(spec: dict, params: dict):
-    """A jitted function from raw observations [N, D] to environment actions [N, A]."""
-    normalizer = Normalizer.from_dict(spec["normalizer"])
-    policy = MLPPolicy(**spec["policy"])
+    """A jitted function from raw observations [N, *obs] (states, or frames for image policies) to environment
+    actions [N, A]."""
+    normalizer = normalizer_from_dict(spec["normalizer"])
+    policy = make_policy(spec["policy"])
     decoder = ActionDecoder(**spec["decoder"]) if spec.get("decoder") else None
     encoder = MLP(**spec["encoder"]) if spec.get("encoder") else None
 

@@ -5,7 +5,8 @@
 Variants:
   (none)  the paper's four tasks x seeds 0, 1, 2; every method, plus the ablation cells of CLAM
           (decoder trained after the LAM; discrete latents trained jointly; LAPO is discrete and
-          separate). Written to table.md (Table 5's layout) and ablation.md (Table 6's).
+          separate) and TF-CLAM (the transformer LAM, Table 5's other CLAM row). Written to table.md
+          (Table 5's layout) and ablation.md (Table 6's).
   smoke   the tiny preset, one task, two seeds trained together, BC and CLAM-separate only: the
           runner's test.
 """
@@ -45,6 +46,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.variants = {"default": "", "separate": "stage1.joint=False; methods=('clam',)"}
     if variant != "smoke":
         c.variants.discrete = "lam.codebook_size=64; lam.latent_dim=128; methods=('clam',)"
+        c.variants.transformer = "lam.kind='transformer'; methods=('clam',)"
     c.ablation_rows = {"continuous, joint (CLAM)": "clam", "continuous, separate": "clam (separate)",
                        "discrete, joint": "clam (discrete)", "discrete, separate (LAPO)": "lapo"}
     return c

@@ -1,0 +1,155 @@
+"""Space-Time CLAM over frames and the image policies: shapes, masks, learning, encoder transfer."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from clam_jax.data.windows import pad_episodes
+from clam_jax.methods import clam
+from clam_jax.models.lam import ActionDecoder, make_latent_action_model
+from clam_jax.models.mlp import MLP
+from clam_jax.models.policies import ImagePolicy, ImpalaEncoder, make_policy, with_idm_encoder
+from clam_jax.models.space_time import SpaceTimeTransformer, patchify, to_unit, unpatchify
+from clam_jax.training.loop import make_multi_step
+from clam_jax.training.optim import make_optimizer
+
+SIZES = dict(patch_size=8, embed_dim=32, num_heads=2, mlp_dim=64, num_layers=2, dropout=0.0)
+
+
+def space_time_lam(image_size=32, context=1, future=0, **kwargs):
+    return make_latent_action_model("space_time", obs_dim=0, latent_dim=4, context=context, future=future,
+                                    dtype="float32", space_time={**SIZES, **kwargs}, image_size=image_size)
+
+
+def random_frames(key, shape):
+    return jax.random.randint(key, shape, 0, 256).astype(jnp.uint8)
+
+
+def test_patchify_cuts_row_major_patches_and_unpatchify_inverts_it():
+    frames = jnp.arange(2 * 8 * 12 * 3).reshape(2, 8, 12, 3)
+    patches = patchify(frames, 4)
+    assert patches.shape == (2, 6, 4 * 4 * 3)
+    assert jnp.array_equal(patches[:, 0], frames[:, :4, :4].reshape(2, -1))
+    assert jnp.array_equal(patches[:, 1], frames[:, :4, 4:8].reshape(2, -1))
+    assert jnp.array_equal(patches[:, 3], frames[:, 4:, :4].reshape(2, -1))
+    assert jnp.array_equal(unpatchify(patches, 4, 8, 12), frames)
+
+
+def test_space_time_lam_shapes_and_scale():
+    lam = space_time_lam(context=1, future=1)
+    window = random_frames(jax.random.key(1), (3, lam.window, 32, 32, 3))
+    (z, predictions), params = jax.jit(lam.init_with_output)(jax.random.key(0), window)
+    latents = lam.apply(params, window, method=lam.latents)
+    assert lam.observation_shape == (32, 32, 3)
+    assert z.shape == (3, 4) and latents.shape == (3, lam.window - 1, 4)
+    assert jnp.allclose(z, latents[:, lam.context], atol=1e-5)
+    assert jnp.allclose(lam.apply(params, window, method=lam.idm), z, atol=1e-5)
+    assert predictions.shape == lam.reconstruction_target(window).shape == (3, lam.window - 1, 32, 32, 3)
+    target = lam.reconstruction_target(window)
+    assert float(target.min()) >= -1.0 and float(target.max()) <= 1.0
+    assert jnp.allclose(lam.frames(window), to_unit(window))
+
+
+def test_image_size_must_divide_into_patches():
+    lam = space_time_lam(image_size=30)
+    with pytest.raises(Exception, match="multiple of the patch size"):
+        lam.init(jax.random.key(0), jnp.zeros((1, lam.window, 30, 30, 3), jnp.uint8))
+
+
+def fdm_leaks(lam, params, window) -> list[bool]:
+    """For each input frame k of the FDM: whether changing it changes the predictions of frames <= k."""
+    latents = lam.apply(params, window, method=lam.latents)
+    frames = window[:, :-1]
+    fdm = jax.jit(lambda frames: lam.apply(params, frames, latents, method=lam.fdm))
+    predictions = fdm(frames)
+    leaks = []
+    for k in range(1, frames.shape[1]):
+        changed = fdm(frames.at[:, k].set(255 - frames[:, k]))
+        # Prediction j is of frame j + 1 from frames 0 .. j: changing frame k must leave j < k alone ...
+        leaks.append(not jnp.allclose(changed[:, :k], predictions[:, :k], atol=1e-5))
+        # ... and must reach prediction k, which reads it.
+        assert not jnp.allclose(changed[:, k], predictions[:, k])
+    return leaks
+
+
+def test_fdm_temporal_attention_is_causal():
+    lam = space_time_lam(context=2, future=1)
+    window = random_frames(jax.random.key(1), (2, lam.window, 32, 32, 3))
+    params = lam.init(jax.random.key(0), window)
+    assert not any(fdm_leaks(lam, params, window))
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_space_time_decoder_tokens_see_later_frames_only_without_the_causal_mask(causal):
+    """The check above on the bare decoder, and its control: unmasked (as an additive mask of ones would
+    leave it), the tokens of frame j see frame j + 1."""
+    decoder = SpaceTimeTransformer(causal=causal, max_frames=4, **SIZES)
+    frames = random_frames(jax.random.key(1), (2, 4, 32, 32, 3))
+    memory = jax.random.normal(jax.random.key(2), (2, 3, SIZES["embed_dim"]))
+    params = decoder.init(jax.random.key(0), frames, memory)
+    apply = jax.jit(lambda frames: decoder.apply(params, frames, memory))
+    tokens = apply(frames)
+    for k in range(1, 4):
+        changed = apply(frames.at[:, k].set(255 - frames[:, k]))
+        assert jnp.allclose(changed[:, :k], tokens[:, :k], atol=1e-5) == causal
+
+
+def moving_square_episodes(rng, num_episodes, steps=12, size=16):
+    """A bright 4x4 square moved by a random action in {-2, 0, 2}^2 each step: the action is in the frames."""
+    actions = rng.choice([-1.0, 0.0, 1.0], size=(num_episodes, steps + 1, 2)).astype(np.float32)
+    actions[:, -1] = 0
+    frames = np.zeros((num_episodes, steps + 1, size, size, 3), np.uint8)
+    position = rng.integers(4, size - 8, (num_episodes, 2))
+    for t in range(steps + 1):
+        for i, (y, x) in enumerate(position):
+            frames[i, t, y:y + 4, x:x + 4] = 255
+        position = np.clip(position + 2 * actions[:, t].astype(int), 0, size - 4)
+    return frames, actions
+
+
+def test_space_time_stage1_learns_below_the_cheat_loss_and_decodes_actions():
+    rng = np.random.default_rng(0)
+    unlabeled, _ = moving_square_episodes(rng, 32)
+    labeled, actions = moving_square_episodes(rng, 16)
+    lam = make_latent_action_model("space_time", obs_dim=0, latent_dim=4, context=1, future=0, dtype="float32",
+                                   space_time={**SIZES, "patch_size": 4}, image_size=16)
+    decoder = ActionDecoder(action_dim=2, embed_dim=16, hidden=(32,))
+    tx = make_optimizer(lr=2e-3, weight_decay=0.0, warmup=10, clip=1.0)
+    state = clam.init_stage1(jax.random.key(0), lam, decoder, tx, tx)
+    step = clam.make_stage1_step(lam, decoder, tx, tx, batch_size=16, labeled_batch_size=16, decoder_every=2,
+                                 beta=1.0)
+    data = {"unlabeled": pad_episodes(unlabeled, 1, 0), "labeled": pad_episodes(labeled, 1, 0),
+            "labeled_actions": actions}
+    multi_step = make_multi_step(step, 50)
+    state, first = multi_step(state, data)
+    for _ in range(5):
+        state, last = multi_step(state, data)
+    assert last["recon_loss"] < 0.5 * first["recon_loss"]
+    assert last["recon_loss"] < last["cheat_loss"]
+    assert last["decoder_loss"] < 0.5 * first["decoder_loss"]
+
+
+def test_impala_encoder_and_image_policy_shapes_and_ranges():
+    frames = random_frames(jax.random.key(1), (5, 32, 32, 3))
+    encoder = ImpalaEncoder(channels=(4, 8), features=16)
+    features, _ = jax.jit(encoder.init_with_output)(jax.random.key(0), frames)
+    assert features.shape == (5, 16) and float(features.min()) >= 0.0
+    policy = make_policy({"kind": "image", "out_dim": 4, "hidden": [16], "squash": True,
+                          "impala": {"channels": (4, 8), "features": 16}})
+    actions, _ = policy.init_with_output(jax.random.key(0), frames)
+    assert actions.shape == (5, 4) and float(jnp.abs(actions).max()) <= 1.0
+
+
+def test_latent_policy_takes_the_idm_image_encoder():
+    lam = space_time_lam()
+    window = random_frames(jax.random.key(1), (2, lam.window, 32, 32, 3))
+    lam_params = lam.init(jax.random.key(0), window)
+    policy = ImagePolicy(out_dim=4, hidden=(16,), encoder="space_time", space_time={**SIZES, "max_frames": lam.window})
+    frames = window[:, 0]
+    params = with_idm_encoder(policy.init(jax.random.key(2), frames), lam_params)
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, params["params"]["encoder"], lam_params["params"]["idm_encoder"]))
+    # The policy's features are the IDM encoder's CLS token of the frame seen alone.
+    cls = SpaceTimeTransformer(cls=True, max_frames=lam.window, **SIZES).apply(
+        {"params": lam_params["params"]["idm_encoder"]}, frames[:, None])[:, 0, 0]
+    expected = MLP((16,), 4).apply({"params": params["params"]["MLP_0"]}, cls)
+    assert jnp.allclose(policy.apply(params, frames), expected, atol=1e-5)
