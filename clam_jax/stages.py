@@ -231,9 +231,9 @@ def policy_model(config, out_dim: int, squash: bool, image_encoder: str | None =
             "dtype": config.train.compute_dtype}
     if config.observation == "image":
         window = window_length(config.lam.context, config.lam.future)
+        idm_encoder = {k: v for k, v in config.lam.space_time.items() if k != "residual"}  # an FDM option
         spec.update(kind="image", encoder=image_encoder or config.policy.image_encoder,
-                    impala=config.policy.impala.to_dict(),
-                    space_time={**config.lam.space_time.to_dict(), "max_frames": window})
+                    impala=config.policy.impala.to_dict(), space_time={**idm_encoder, "max_frames": window})
     return spec
 
 

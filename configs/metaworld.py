@@ -45,9 +45,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.lam.kind = "mlp"  # "transformer": the paper's TF-CLAM (Table 12), e.g. --config.lam.kind=transformer
     c.lam.hidden = (1024, 1024)  # MLP LAM only
     c.lam.transformer = dict(embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1)
-    # Space-Time LAM over frames (kind "space_time", configs/metaworld_images.py; sizes of Appendix G.3's printout)
+    # Space-Time LAM over frames (kind "space_time", configs/metaworld_images.py; sizes of Appendix G.3's printout;
+    # residual: the FDM predicts the change from the frame before, not in the paper)
     c.lam.space_time = ml_collections.ConfigDict(dict(
-        patch_size=16, embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1))
+        patch_size=16, embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1, residual=False))
     c.lam.latent_dim = 16
     # > 0: discrete latents, vector-quantized as `codebooks` x `tokens` codewords of EMA codebooks of this
     # size (LAPO's split: z cut into 8 vectors); the discrete ablation uses LAPO's sizes below.

@@ -49,6 +49,7 @@ def get_config(variant: str = ""):
         c.policy.hidden = (256, 256)
         c.policy.impala.update(channels=(16, 32, 32), features=128)
         c.train.input = "device"
+        c.train.steps_per_dispatch = 1  # XLA:CPU runs convolutions in a scanned loop ~20x slower (training/loop.py)
         c.train.log_every = 500
         c.train.checkpoint_every = 1_000
         c.train.relabel_batch_size = 512

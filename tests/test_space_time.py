@@ -50,6 +50,14 @@ def test_space_time_lam_shapes_and_scale():
     assert jnp.allclose(lam.frames(window), to_unit(window))
 
 
+def test_residual_fdm_predicts_the_change_from_the_frame_before():
+    plain, residual = space_time_lam(), space_time_lam(residual=True)
+    window = random_frames(jax.random.key(1), (2, plain.window, 32, 32, 3))
+    params = plain.init(jax.random.key(0), window)
+    change = residual.apply(params, window)[1] - plain.apply(params, window)[1]
+    assert jnp.allclose(change, to_unit(window[:, :-1]), atol=1e-5)
+
+
 def test_image_size_must_divide_into_patches():
     lam = space_time_lam(image_size=30)
     with pytest.raises(Exception, match="multiple of the patch size"):

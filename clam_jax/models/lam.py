@@ -166,6 +166,9 @@ class SpaceTimeLatentActionModel(nn.Module):
     embedded latents of the window (unmasked, as the paper's decoder), whose
     tokens are mapped back to pixel patches: it predicts every next frame
     o_1 .. o_{W-1}, in [-1, 1]. z_t is the latent of the window's current transition.
+    With `residual`, the patches are added to the frame before (the FDM predicts
+    the change; not in the paper): copying o_t, the cheat, is then the starting
+    point rather than something the FDM has to learn through its bottleneck.
     """
 
     image_size: int
@@ -179,6 +182,7 @@ class SpaceTimeLatentActionModel(nn.Module):
     mlp_dim: int = 2048
     num_layers: int = 3
     dropout: float = 0.1
+    residual: bool = False
     codebook_size: int = 0  # > 0: vector-quantized latents (see `clam_jax.models.quantizers`)
     codebooks: int = 1
     tokens: int = 1
@@ -228,7 +232,8 @@ class SpaceTimeLatentActionModel(nn.Module):
         memory = self.latent_embed(latents) + self.latent_positions[:latents.shape[1]].astype(self.dtype)
         tokens = self.fdm_decoder(frames, memory, train=train)
         patches = self.to_patches(tokens).astype("float32")
-        return unpatchify(patches, self.patch_size, self.image_size, self.image_size)
+        predictions = unpatchify(patches, self.patch_size, self.image_size, self.image_size)
+        return predictions + to_unit(frames) if self.residual else predictions
 
     def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
         """Returns (z_t, predictions of o_1 .. o_{W-1})."""
