@@ -1,4 +1,5 @@
 """Checkpoint round trips, resumption, and the non-finite loss guard of the training loop."""
+import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,3 +156,29 @@ def test_fine_tuning_starts_from_the_pretrained_hidden_layers_with_a_new_output_
         assert_same(layers[name], pretrained["params"]["MLP_0"][name])
     assert_same(layers["Dense_2"], head["params"]["MLP_0"]["Dense_2"])
     assert action_policy.apply(params, obs).shape == (1, 4)
+
+
+def test_logged_metrics_average_every_dispatch_since_the_last_log():
+    """With fewer steps per dispatch than steps per log, the log covers the whole interval; a metric only
+    some steps compute (as the decoder loss every K-th step) is averaged over those steps."""
+
+    @flax.struct.dataclass
+    class Counter:
+        step: jax.Array
+
+    def step(state, data):
+        n = state.step.astype(jnp.float32)
+        return Counter(state.step + 1), {"loss": n, "every_other": jnp.where(state.step % 2 == 0, n, jnp.nan)}
+
+    logged = []
+
+    class Recorder:
+        def write(self, step, metrics):
+            logged.append((step, metrics))
+
+    train(Counter(jnp.zeros((), jnp.int32)), make_multi_step(step, 1), device_inputs(None), num_steps=8,
+          steps_per_dispatch=1, log_every=4, checkpoint_every=4, writer=Recorder())
+    (first_step, first), (second_step, second) = logged
+    assert (first_step, second_step) == (4, 8)
+    assert first["loss"] == 1.5 and first["every_other"] == 1.0  # steps 0..3; even steps 0, 2
+    assert second["loss"] == 5.5 and second["every_other"] == 5.0

@@ -12,6 +12,7 @@ plain mean, so one non-finite step makes the whole chunk's loss non-finite.
 import functools
 import itertools
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,15 @@ def scan_batches(update_fn, state, chunk):
 
 def _chunk_means(metrics: dict) -> dict:
     return {k: jnp.mean(v) if k == "loss" else jnp.nanmean(v) for k, v in metrics.items()}
+
+
+def _interval_means(chunks: list[dict]) -> dict:
+    """The chunk means of the dispatches since the last log, averaged as `_chunk_means` averages steps (all
+    chunks have K steps): what is logged covers the whole interval also when K is smaller than it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a metric no step of the interval computed stays NaN
+        return {k: np.mean([c[k] for c in chunks], axis=0) if k == "loss" else
+                np.nanmean([c[k] for c in chunks], axis=0) for k in chunks[0]}
 
 
 def make_multi_step(step_fn, steps_per_dispatch: int, seeds: int = 1, data_per_seed: bool = False):
@@ -96,6 +106,7 @@ def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int,
     start = int(np.max(jax.device_get(state.step)))  # one step for every seed
     batches = inputs(start)
     last_time, last_step, input_wait = time.perf_counter(), start, 0.0
+    since_log = []  # the dispatches' metrics since the last log, still on the device
     try:
         with tqdm.tqdm(total=num_steps, initial=start, desc=desc, unit="step", mininterval=2.0,
                        disable=jax.process_index() != 0) as bar:
@@ -104,12 +115,13 @@ def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int,
                 batch = next(batches)
                 input_wait += time.perf_counter() - wait_start
                 state, metrics = multi_step(state, batch)
+                since_log.append(metrics)
                 bar.update(steps_per_dispatch)
                 log_now = step % log_every == 0 or step == num_steps
                 save_now = checkpoints is not None and (step % checkpoint_every == 0 or step == num_steps)
                 if not (log_now or save_now):
                     continue
-                metrics = jax.device_get(metrics)
+                metrics = _interval_means(jax.device_get(since_log))
                 if not np.all(np.isfinite(metrics["loss"])):
                     raise NonFiniteLossError(
                         f"{desc}: the loss became {metrics['loss']} by step {step}; the last good checkpoint "
@@ -119,6 +131,7 @@ def train(state, multi_step, inputs, *, num_steps: int, steps_per_dispatch: int,
                     metrics["steps_per_s"] = (step - last_step) / (now - last_time)
                     metrics["input_wait_fraction"] = input_wait / (now - last_time)
                     last_time, last_step, input_wait = now, step, 0.0
+                    since_log = []
                     writer.write(step, metrics)
                     bar.set_postfix(loss=f"{np.mean(metrics['loss']):.4g}")
                 if save_now:
