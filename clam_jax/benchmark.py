@@ -125,7 +125,7 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
     params = sum(x.size for x in jax.tree.leaves((single.lam_params, single.decoder_params)))
     flops = spec.seeds * model_flops_per_step(lam, decoder, single.lam_params, single.decoder_params,
                                               batch=spec.batch, decoder_every=config.decoder_every)
-    multi_step = make_multi_step(step, spec.steps_per_dispatch, seeds=spec.seeds)
+    multi_step = make_multi_step(step, spec.steps_per_dispatch, seeds=spec.seeds, period=config.decoder_every)
     state, steps, seconds = timed_dispatches(multi_step, state, data, spec.steps_per_dispatch, config.min_seconds)
     steps_per_s = steps / seconds
     device = jax.devices()[0]

@@ -1,11 +1,17 @@
-"""Generates the three datasets of the CLAM data regime for one MetaWorld task.
+"""Generates the three datasets of the CLAM data regime for one task.
 
   python -m clam_jax.collect --config=configs/metaworld.py:quick --workdir=runs/quick
+  python -m clam_jax.collect --config=configs/dmc.py:quick --config.task=hopper-hop --workdir=runs/hopper
+
+MetaWorld: scripted and noisy behaviours (`clam_jax.envs.collection`). dm_control:
+a SAC agent learns the task online (checkpointed in `<workdir>/data/agent`, so an
+interrupted collection resumes) and its buffer and final policy make the datasets
+(`clam_jax.envs.locomotion`), with the reference scores of the normalized return.
 
 Writes `<workdir>/data/{unlabeled,labeled,expert}` (D_unlabeled, D_labeled,
 D_unlabeled_expert), each a TFDS RLDS dataset with a `statistics.json`.
-With `config.image_size` > 0, every step also holds the corner camera's frame
-at that size, rendered headless (`MUJOCO_GL`, default egl).
+With `config.image_size` > 0, every MetaWorld step also holds the corner camera's
+frame at that size, rendered headless (`MUJOCO_GL`, default egl).
 Datasets already present are kept.
 """
 import json
@@ -18,8 +24,13 @@ import tqdm
 from clam_jax.cli import FLAGS, run_cli, use_headless_rendering
 from clam_jax.data.episodes import Episodes, dataset_exists, read_statistics, write_episodes
 from clam_jax.data.statistics import dataset_statistics
+from clam_jax.envs.agent import AgentSchedule, train_agent
 from clam_jax.envs.collection import EpisodeCollector, episode_spec
+from clam_jax.envs.locomotion import locomotion_datasets
+from clam_jax.envs.sac import SAC
+from clam_jax.envs.tasks import make_task, suite_of
 from clam_jax.errors import ConfigError, DataError
+from clam_jax.training.checkpoints import TrainStateCheckpoints
 from clam_jax.validation import validate_config
 
 DATASETS = ("unlabeled", "labeled", "expert")
@@ -33,9 +44,10 @@ def data_dir(workdir) -> Path:
 
 def collection_signature(config) -> dict:
     images = {"image_size": config.image_size} if config.image_size else {}
+    recipe = ({"agent": config.agent.to_dict(), "data": config.data.to_dict()} if "agent" in config else
+              {"datasets": {name: config.data[name].to_dict() for name in DATASETS}})
     return {"task": config.task, "seed": config.seed, "max_steps": config.max_steps,
-            "action_repeat": config.action_repeat, **images,
-            "datasets": {name: config.data[name].to_dict() for name in DATASETS}}
+            "action_repeat": config.action_repeat, **images, **recipe}
 
 
 def _check_signature(config, root: Path) -> None:
@@ -88,7 +100,9 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
     root = data_dir(workdir)
     _check_signature(config, root)
     missing = [name for name in DATASETS if not dataset_exists(root / name)]
-    if missing:
+    if missing and suite_of(config.task) == "dmc":
+        collect_locomotion_datasets(config, root, missing)
+    elif missing:
         with EpisodeCollector(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat,
                               num_workers=config.data.num_workers, image_size=config.image_size) as collector:
             for name in missing:
@@ -106,10 +120,36 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
     return {name: read_statistics(root / name) for name in DATASETS}
 
 
+def collect_locomotion_datasets(config, root: Path, names: list[str]) -> None:
+    """Trains (or resumes) the SAC data agent, then writes datasets `names` cut from its run."""
+    a = config.agent
+    env = make_task(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat)
+    sac = SAC(env.obs_dim, env.action_dim, hidden=tuple(a.hidden), lr=a.lr, discount=a.discount, tau=a.tau,
+              init_temperature=a.init_temperature)
+    start = time.perf_counter()
+    checkpoints = TrainStateCheckpoints(root / "agent")
+    run = train_agent(env, sac, AgentSchedule(episodes=a.episodes, random_steps=a.random_steps,
+                                              updates_per_step=a.updates_per_step, batch_size=a.batch_size),
+                      seed=config.seed, checkpoints=checkpoints, checkpoint_every=a.checkpoint_every,
+                      desc=f"SAC on {config.task}")
+    checkpoints.close()
+    agent_time = time.perf_counter() - start
+    datasets, scores, cut = locomotion_datasets(
+        run, env, sac, seed=config.seed, random_steps=a.random_steps, medium_fraction=config.data.medium_fraction,
+        labeled_episodes=config.data.labeled.episodes, expert_episodes=config.data.expert.episodes,
+        reference_episodes=config.data.reference_episodes)
+    env.close()
+    for name in names:
+        stats = {**dataset_statistics(datasets[name]), "reference_scores": scores, **cut,
+                 "agent_wall_time_s": agent_time, "collect_wall_time_s": time.perf_counter() - start}
+        write_episodes(root / name, datasets[name], stats)
+        print(f"{name}: {stats['num_episodes']} episodes, return {stats['return_mean']:.1f} "
+              f"(random {scores['random']:.1f}, expert {scores['expert']:.1f})")
+
+
 def main(argv):
     del argv
-    if FLAGS.config is not None and FLAGS.config.image_size:
-        use_headless_rendering()
+    use_headless_rendering()  # frames, and dm_control (which otherwise opens GLFW on import)
     run_cli(lambda: collect_datasets(FLAGS.config, FLAGS.workdir))
 
 

@@ -45,8 +45,9 @@ def main(argv):
         save_videos(Path(FLAGS.policy) / f"videos_{FLAGS.split}", frames)
     result.update(task=spec["task"], method=spec["method"])
     (Path(FLAGS.policy) / f"evaluation_{FLAGS.split}.json").write_text(json.dumps(result, indent=2))
-    print(f"{spec['method']} on {spec['task']}: success rate {result['success_rate']:.2f} "
-          f"over {result['num_episodes']} episodes ({FLAGS.split} variations)")
+    print(f"{spec['method']} on {spec['task']}: success rate {result['success_rate']:.2f}, return "
+          f"{sum(result['returns']) / len(result['returns']):.1f} over {result['num_episodes']} episodes "
+          f"({FLAGS.split} variations)")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,7 @@ def run_cells(workdir: Path, configs: list, variant: str, fields: dict, train: b
             continue
         records += [{"method": r["method"], "variant": variant, "task": r["task"], "seed": r["seed"],
                      "success_rate": r["success_rate"], "num_episodes": r["num_episodes"],
+                     **{k: r[k] for k in ("normalized_return",) if k in r},
                      "wall_time_s": r["wall_time_s"], "config_hash": config_hash(config), **fields}
                     for r in json.loads((run_dir / "results.json").read_text())["results"]]
     return records
@@ -129,17 +130,18 @@ def write_outputs(experiment, workdir: Path, records: list[dict]) -> list[str]:
     (workdir / "results.json").write_text(json.dumps(records, indent=2))
     main = [r for r in records if "sweep" not in r]
     swept = [r for r in records if "sweep" in r]
+    metric = experiment.get("metric", "success_rate")
     tables = {}
     if main:
-        tables["table.md"] = markdown_table(main)
+        tables["table.md"] = markdown_table(main, metric=metric)
         if "ablation_rows" in experiment:
-            tables["ablation.md"] = markdown_table(main, rows=dict(experiment.ablation_rows))
+            tables["ablation.md"] = markdown_table(main, rows=dict(experiment.ablation_rows), metric=metric)
     if swept:
-        tables["sweeps.md"] = markdown_table(swept)
+        tables["sweeps.md"] = markdown_table(swept, metric=metric)
     for name, table in tables.items():
         (workdir / name).write_text(table)
-    task_bar_charts(main, workdir / "plots")
-    sweep_plots(swept, workdir / "plots")
+    task_bar_charts(main, workdir / "plots", metric)
+    sweep_plots(swept, workdir / "plots", metric)
     return list(tables.values())
 
 

@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from clam_jax.envs.tasks import task_dims
 from clam_jax.methods import clam, dynamo
 from clam_jax.methods.policy import with_hidden_layers_of
 from clam_jax.models.lam import MLPPolicy
@@ -140,12 +141,12 @@ def _train_action_policy(runs: list[Run], mesh, method: str, inputs: list, targe
     """Trains a tanh-squashed policy on (inputs, true or inferred actions) per run and saves it, with the
     encoder the inputs came from if any."""
     config = runs[0].config
-    model = make_policy(policy_model(config, config.action_dim, squash=True))
+    model = make_policy(policy_model(config, task_dims(config.task)[1], squash=True))
     states = train_regression(runs, mesh, method, "policy", model, inputs, targets, hparams=config.policy,
                               seed_offset=seed_offset, init_params=init_params)
     for i, (run, state) in enumerate(zip(runs, states)):
         params = {"policy": state.params, **({"encoder": encoders[i]} if encoders else {})}
-        spec = policy_spec(run.config, method, run.normalizer, config.action_dim, True, encoder=encoder)
+        spec = policy_spec(run.config, method, run.normalizer, task_dims(config.task)[1], True, encoder=encoder)
         save_policy(run.workdir / method / "policy", params, spec)
 
 
@@ -174,7 +175,7 @@ def run_vpt(runs: list[Run], mesh) -> None:
         return
     config = runs[0].config
     start = time.perf_counter()
-    idm = MLPPolicy(out_dim=config.action_dim, hidden=list(config.lam.hidden), squash=True,
+    idm = MLPPolicy(out_dim=task_dims(config.task)[1], hidden=list(config.lam.hidden), squash=True,
                     dtype=config.train.compute_dtype)
     idm_states = train_regression(
         runs, mesh, "vpt", "idm", idm, [flat_windows(run.config, run.normalizer, run.datasets["labeled"])
@@ -226,7 +227,7 @@ def run_lapa(runs: list[Run], mesh) -> None:
 
     start = time.perf_counter()
     inputs = [transition_observations(run.datasets["labeled"].observations, run.normalizer) for run in runs]
-    action_policy = make_policy(policy_model(config, config.action_dim, squash=True))
+    action_policy = make_policy(policy_model(config, task_dims(config.task)[1], squash=True))
     init_params = [with_hidden_layers_of(action_policy.init(jax.random.key(run.config.seed + 7), x[:1]),
                                          on_host(state.params))
                    for run, x, state in zip(runs, inputs, pretrained)]
@@ -244,7 +245,7 @@ def run_dynamo(runs: list[Run], mesh) -> None:
     config = runs[0].config
     start = time.perf_counter()
     model = dynamo.DynamicsPretraining(
-        obs_dim=config.obs_dim, embed_dim=config.dynamo.embed_dim, latent_dim=config.lam.latent_dim,
+        obs_dim=task_dims(config.task)[0], embed_dim=config.dynamo.embed_dim, latent_dim=config.lam.latent_dim,
         hidden=tuple(config.lam.hidden), context=config.lam.context, future=config.lam.future,
         dtype=config.train.compute_dtype)
     s1 = config.stage1

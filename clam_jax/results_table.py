@@ -10,22 +10,23 @@ def row_label(record: dict) -> str:
     return record["method"] if variant == "default" else f"{record['method']} ({variant})"
 
 
-def aggregate(records: list[dict]) -> dict[tuple[str, str], list[float]]:
-    """(row label, task) -> success rates over seeds, in seed order."""
+def aggregate(records: list[dict], metric: str = "success_rate") -> dict[tuple[str, str], list[float]]:
+    """(row label, task) -> the records' `metric` over seeds, in seed order."""
     cells: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for r in records:
-        cells.setdefault((row_label(r), r["task"]), []).append((r["seed"], r["success_rate"]))
+        cells.setdefault((row_label(r), r["task"]), []).append((r["seed"], r[metric]))
     return {key: [rate for _, rate in sorted(values)] for key, values in cells.items()}
 
 
-def markdown_table(records: list[dict], rows: dict[str, str] | None = None) -> str:
-    """Rows = methods (in order of appearance), columns = tasks then their mean; cells "mean ± std (n)".
+def markdown_table(records: list[dict], rows: dict[str, str] | None = None, metric: str = "success_rate") -> str:
+    """Rows = methods (in order of appearance), columns = tasks then their mean; cells "mean ± std (n)" of
+    `metric` ("success_rate", or "normalized_return" for dm_control).
 
     In each column the best non-privileged mean is bold; privileged rows (BC-Expert, which
     imitates the expert's true actions) are marked and never bold. `rows` (shown name -> row
     label, e.g. {"discrete, separate": "lapo"}) picks, orders and names the rows instead.
     """
-    cells = aggregate(records)
+    cells = aggregate(records, metric)
     shown = rows or {label: label for label in dict.fromkeys(row_label(r) for r in records)}
     rows = list(shown.values())
     tasks = list(dict.fromkeys(r["task"] for r in records))

@@ -24,6 +24,7 @@ from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
 from clam_jax.data.statistics import Normalizer, PixelNormalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import all_windows, pad_episodes, window_length
+from clam_jax.envs.tasks import task_dims
 from clam_jax.errors import ConfigError, DataError
 from clam_jax.methods import clam
 from clam_jax.methods.policy import init_policy, make_policy_step
@@ -86,10 +87,10 @@ def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
     stats = {name: read_statistics(root / name) for name in DATASETS}
     for name, episodes in datasets.items():
         obs_dim, act_dim = episodes.observations.shape[-1], episodes.actions.shape[-1]
-        if (obs_dim, act_dim) != (config.obs_dim, config.action_dim):
+        if (obs_dim, act_dim) != task_dims(config.task):
             raise DataError(
-                f"Dataset {name} has observations of size {obs_dim} and actions of size {act_dim}, but the "
-                f"config expects {config.obs_dim} and {config.action_dim}; use a workdir made with this config.")
+                f"Dataset {name} has observations of size {obs_dim} and actions of size {act_dim}, but "
+                f"{config.task} has {task_dims(config.task)}; use a workdir made with this config.")
         if config.observation == "image":
             size = config.image_size
             if episodes.images is None or episodes.images.shape[2:4] != (size, size):
@@ -108,8 +109,8 @@ def make_normalizer(config, stats: dict) -> Normalizer | PixelNormalizer:
 def lam_and_decoder(config):
     """The LAM and the action decoder the config describes."""
     lam = make_latent_action_model(
-        config.lam.kind, obs_dim=config.obs_dim, latent_dim=config.lam.latent_dim, context=config.lam.context,
-        future=config.lam.future, dtype=config.train.compute_dtype, hidden=config.lam.hidden,
+        config.lam.kind, obs_dim=task_dims(config.task)[0], latent_dim=config.lam.latent_dim,
+        context=config.lam.context, future=config.lam.future, dtype=config.train.compute_dtype, hidden=config.lam.hidden,
         transformer=config.lam.transformer, space_time=config.lam.space_time, image_size=config.image_size,
         codebook_size=config.lam.codebook_size, codebooks=config.lam.codebooks,
         tokens=config.lam.tokens)
@@ -118,7 +119,7 @@ def lam_and_decoder(config):
 
 
 def decoder_spec(config) -> dict:
-    return {"action_dim": config.action_dim, "embed_dim": config.decoder.embed_dim,
+    return {"action_dim": task_dims(config.task)[1], "embed_dim": config.decoder.embed_dim,
             "hidden": list(config.decoder.hidden), "dtype": config.train.compute_dtype}
 
 
@@ -131,6 +132,7 @@ def train_stage1(runs: list[Run], mesh, method: str = "clam") -> list[clam.Stage
     decoder_tx = make_optimizer(lr=s1.decoder_lr, weight_decay=s1.decoder_weight_decay, warmup=s1.warmup,
                                 clip=s1.clip)
     init = functools.partial(clam.init_stage1, lam=lam, decoder=decoder, lam_tx=lam_tx, decoder_tx=decoder_tx)
+    period = s1.decoder_every if s1.joint else 1  # the decoder step's period, unrolled in the scanned loop
     if config.train.input == "stream":
         if len(runs) > 1:
             raise ConfigError("Streamed input (config.train.input='stream') trains one seed per program; "
@@ -138,19 +140,21 @@ def train_stage1(runs: list[Run], mesh, method: str = "clam") -> list[clam.Stage
         update = clam.make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=s1.decoder_every,
                                          beta=s1.beta, joint=s1.joint, batch_sharding=batch_split(mesh))
         state = init_replicated(init, mesh, jax.random.key(config.seed))
-        multi_step, inputs = make_multi_update(update), _streamed_inputs(runs[0], mesh)
+        multi_step, inputs = make_multi_update(update, period), _streamed_inputs(runs[0], mesh)
     else:
         step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
                                      labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
                                      beta=s1.beta, joint=s1.joint, batch_sharding=batch_split(mesh))
         data = [{"unlabeled": run.padded("unlabeled"), "labeled": run.padded("labeled"),
                  "labeled_actions": run.datasets["labeled"].actions} for run in runs]
-        state, multi_step, inputs = seeded_program(runs, mesh, init, data, step, seed_offset=0)
+        state, multi_step, inputs = seeded_program(runs, mesh, init, data, step, seed_offset=0, period=period)
     return train_stage(runs, state, multi_step, inputs, s1.steps, method, "stage1")
 
 
-def seeded_program(runs: list[Run], mesh, init, data: list[dict], step, *, seed_offset: int, init_args=None):
-    """(initial state, K-step program, inputs) of `step` for `runs`, each with its `data` (host arrays).
+def seeded_program(runs: list[Run], mesh, init, data: list[dict], step, *, seed_offset: int, init_args=None,
+                   period: int = 1):
+    """(initial state, K-step program, inputs) of `step` for `runs`, each with its `data` (host arrays);
+    `period` as in `clam_jax.training.loop.scan_steps`.
 
     The state is `init(key, *init_args[i])` with key = PRNGKey(seed + seed_offset); one
     run trains without a seed axis, several with one (`clam_jax.training.seeds`).
@@ -160,9 +164,9 @@ def seeded_program(runs: list[Run], mesh, init, data: list[dict], step, *, seed_
     k = runs[0].config.train.steps_per_dispatch
     if len(runs) == 1:
         state = init_replicated(init, mesh, keys[0], *init_args[0])
-        return state, make_multi_step(step, k), device_inputs(put_replicated(data[0], mesh))
+        return state, make_multi_step(step, k, period=period), device_inputs(put_replicated(data[0], mesh))
     state = init_replicated(jax.vmap(init), mesh, jnp.stack(keys), *stack(init_args))
-    return (state, make_multi_step(step, k, seeds=len(runs), data_per_seed=True),
+    return (state, make_multi_step(step, k, seeds=len(runs), data_per_seed=True, period=period),
             device_inputs(put_replicated(stack(data), mesh)))
 
 
@@ -240,7 +244,8 @@ def policy_model(config, out_dim: int, squash: bool, image_encoder: str | None =
 def policy_spec(config, method, normalizer, out_dim, squash, decoder=None, encoder=None,
                 image_encoder: str | None = None) -> dict:
     """The `policy.json` of a saved policy (see `clam_jax.rollout.saved_policy`)."""
-    return {"method": method, "task": config.task, "obs_dim": config.obs_dim, "action_dim": config.action_dim,
+    obs_dim, action_dim = task_dims(config.task)
+    return {"method": method, "task": config.task, "obs_dim": obs_dim, "action_dim": action_dim,
             "observation": config.observation, "image_size": config.image_size,
             "max_steps": config.max_steps, "action_repeat": config.action_repeat,
             "normalizer": normalizer.to_dict(),

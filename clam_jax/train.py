@@ -99,20 +99,28 @@ def run_group(configs: list, workdirs: list) -> list[list[dict]]:
     rows = [[] for _ in runs]
     for method in config.methods:
         RECIPES[method](runs, mesh)
-        for run, run_rows in zip(runs, rows):
+        for run, run_stats, run_rows in zip(runs, stats, rows):
             log = run.log(method)
             result = run_evaluation(run.config, run.workdir, method, log)
             if result is not None:
+                return_mean = float(np.mean(result["returns"]))
+                reference = run_stats["expert"].get("reference_scores")
                 run_rows.append({
                     "task": config.task, "method": method, "success_rate": result["success_rate"],
                     "num_episodes": result["num_episodes"], "seed": run.config.seed, "split": result["split"],
-                    "return_mean": float(np.mean(result["returns"])),
+                    "return_mean": return_mean,
+                    **({"normalized_return": normalized_return(return_mean, reference)} if reference else {}),
                     "wall_time_s": {k: v["wall_time_s"] for k, v in log.entries.items()},
                     **({"stage1": log.entries["stage1"]} if method in ("clam", "lapo") else {})})
     if jax.process_index() == 0:
         for run, run_stats, run_rows in zip(runs, stats, rows):
             write_results(run, run_stats, run_rows)
     return rows
+
+
+def normalized_return(score: float, reference: dict) -> float:
+    """(score - random) / (expert - random): 0 for uniform random actions, 1 for the data agent's final policy."""
+    return (score - reference["random"]) / (reference["expert"] - reference["random"])
 
 
 def check_same_but_seed(configs: list) -> None:
@@ -130,13 +138,14 @@ def write_results(run: Run, stats: dict, rows: list[dict]) -> None:
     """`<workdir>/results.json`: the config, the datasets' statistics and a row per method."""
     payload = {"config": run.config.to_dict(), "datasets": {
         name: {k: s.get(k) for k in ("num_episodes", "episodes_attempted", "success_rate", "return_mean",
-                                     "collect_wall_time_s")}
+                                     "collect_wall_time_s", "reference_scores")}
         for name, s in stats.items()},
         "results": rows}
     (run.workdir / "results.json").write_text(json.dumps(payload, indent=2))
     for row in rows:
-        print(f"{row['method']:>10} seed {row['seed']}: success {row['success_rate']:.2f} over "
-              f"{row['num_episodes']} episodes")
+        normalized = f", normalized return {row['normalized_return']:.2f}" if "normalized_return" in row else ""
+        print(f"{row['method']:>10} seed {row['seed']}: success {row['success_rate']:.2f}, return "
+              f"{row['return_mean']:.1f}{normalized} over {row['num_episodes']} episodes")
 
 
 def run_seeds(config, workdir, seeds: list[int]) -> list[list[dict]]:
@@ -151,9 +160,8 @@ def run_seeds(config, workdir, seeds: list[int]) -> list[list[dict]]:
 
 def main(argv):
     del argv
+    use_headless_rendering()  # frames, videos, and dm_control (which otherwise opens GLFW on import)
     if FLAGS.config is not None:
-        if FLAGS.config.eval.videos or FLAGS.config.image_size:
-            use_headless_rendering()
         if FLAGS.config.train.compilation_cache_dir:
             jax.config.update("jax_compilation_cache_dir", FLAGS.config.train.compilation_cache_dir)
     if FLAGS.seeds:

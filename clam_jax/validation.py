@@ -1,6 +1,6 @@
 """Checks run on a config before anything is collected or compiled."""
 from clam_jax.envs.behaviors import check_behavior
-from clam_jax.envs.metaworld import ACTION_DIM, OBS_DIM, check_task
+from clam_jax.envs.tasks import suite_of
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
 from clam_jax.models.policies import IMAGE_ENCODERS
@@ -11,17 +11,7 @@ IMAGE_METHODS = ("clam", "bc", "bc_expert", "lapo")  # the others' networks are 
 
 def validate_config(config) -> None:
     """Raises ConfigError with one sentence naming the problem and the fix."""
-    check_task(config.task)
-    if (config.obs_dim, config.action_dim) != (OBS_DIM, ACTION_DIM):
-        raise ConfigError(
-            f"config.obs_dim={config.obs_dim} and config.action_dim={config.action_dim} do not match "
-            f"MetaWorld state observations ({OBS_DIM}) and actions ({ACTION_DIM}); set them to those values.")
-    for name in ("unlabeled", "labeled", "expert"):
-        spec = config.data[name]
-        if spec.episodes < 1:
-            raise ConfigError(f"config.data.{name}.episodes must be at least 1, got {spec.episodes}.")
-        for behavior in spec.behaviors:
-            check_behavior(behavior)
+    _validate_data(config)
     for method in config.methods:
         if method not in KNOWN_METHODS:
             raise ConfigError(f"Unknown method {method!r} in config.methods; use some of {KNOWN_METHODS}.")
@@ -54,6 +44,22 @@ def validate_config(config) -> None:
         raise ConfigError(f"config.train.input must be 'device' or 'stream', got {config.train.input!r}.")
     if config.eval.split not in ("val", "test"):
         raise ConfigError(f"config.eval.split must be 'val' or 'test', got {config.eval.split!r}.")
+
+
+def _validate_data(config) -> None:
+    locomotion = suite_of(config.task) == "dmc"
+    if locomotion != ("agent" in config):
+        raise ConfigError(f"{config.task} is a {'dm_control' if locomotion else 'MetaWorld'} task; use it with "
+                          f"{'configs/dmc.py' if locomotion else 'configs/metaworld.py'}, whose data regime is "
+                          "made for it.")
+    for name in ("labeled", "expert") if locomotion else ("unlabeled", "labeled", "expert"):
+        spec = config.data[name]
+        if spec.episodes < 1:
+            raise ConfigError(f"config.data.{name}.episodes must be at least 1, got {spec.episodes}.")
+        for behavior in () if locomotion else spec.behaviors:
+            check_behavior(behavior)
+    if locomotion and config.observation == "image":
+        raise ConfigError("dm_control datasets hold states only: use config.observation='state'.")
 
 
 def _validate_observation(config) -> None:

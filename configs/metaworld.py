@@ -17,8 +17,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.seed = 0
     c.max_steps = 100  # policy steps per episode (Table 14)
     c.action_repeat = 2
-    c.obs_dim = 39  # MetaWorld state: hand, gripper, objects, previous frame, goal
-    c.action_dim = 4
     # What the models see: "state" (the 39-D vector) or "image" (the corner camera's frames, which
     # `image_size` > 0 renders into the datasets beside the states; configs/metaworld_images.py).
     c.observation = "state"

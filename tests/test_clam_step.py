@@ -122,8 +122,24 @@ def test_update_scanned_over_streamed_batches_equals_steps_sampling_on_the_devic
     batches = [clam.sample_stage1_batch(k, data, batch_size=64, labeled_batch_size=64, window=lam.window)
                for k in keys]
     chunk = jax.tree.map(lambda *x: jnp.stack(x), *batches)
-    sampled, sampled_metrics = make_multi_step(step, 10)(jax.tree.map(jnp.copy, state), data)  # donates its copy
-    streamed, streamed_metrics = make_multi_update(update)(state, chunk)
+    sampled, sampled_metrics = make_multi_step(step, 10, period=2)(jax.tree.map(jnp.copy, state), data)  # donated
+    streamed, streamed_metrics = make_multi_update(update, period=2)(state, chunk)
     for x, y in zip(jax.tree.leaves(sampled.lam_params), jax.tree.leaves(streamed.lam_params), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(sampled_metrics["loss"], streamed_metrics["loss"], rtol=1e-6)
+
+
+def test_decoder_period_fixed_when_tracing_equals_the_choice_made_at_run_time():
+    _, _, state, step, data, _, _ = setup(decoder_every=2)
+    per_step, per_step_metrics = make_multi_step(step, 10)(jax.tree.map(jnp.copy, state), data)  # lax.cond
+    unrolled, unrolled_metrics = make_multi_step(step, 10, period=2)(jax.tree.map(jnp.copy, state), data)
+    odd = jax.tree.map(jnp.copy, state)  # K = 5 is no multiple of the period: the run-time choice again
+    for _ in range(2):
+        odd, _ = make_multi_step(step, 5, period=2)(odd, data)
+    for other in (unrolled, odd):
+        assert int(other.step) == 10
+        for x, y in zip(jax.tree.leaves((per_step.lam_params, per_step.decoder_params)),
+                        jax.tree.leaves((other.lam_params, other.decoder_params)), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "recon_loss", "decoder_loss"):
+        np.testing.assert_allclose(per_step_metrics[key], unrolled_metrics[key], rtol=1e-5)

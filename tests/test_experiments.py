@@ -30,6 +30,14 @@ def test_table_gives_mean_and_std_over_seeds_and_marks_the_best_non_privileged_e
     assert len(lines) == 6
 
 
+def test_table_of_normalized_returns_for_locomotion():
+    records = [{**record("clam", "cheetah-run", s, 0.0), "normalized_return": r} for s, r in ((0, 0.8), (1, 0.6))]
+    records += [{**record("bc", "cheetah-run", s, 0.0), "normalized_return": -0.1} for s in (0, 1)]
+    lines = markdown_table(records, metric="normalized_return").splitlines()
+    assert lines[2] == "| clam | **0.70 ± 0.10 (2)** | **0.70** |"
+    assert lines[3] == "| bc | -0.10 ± 0.00 (2) | -0.10 |"
+
+
 def test_overrides_are_python_literals_on_existing_fields(tiny_config):
     assert parse_overrides("stage1.joint=False; lam.latent_dim = 8;") == [("stage1.joint", False),
                                                                           ("lam.latent_dim", 8)]

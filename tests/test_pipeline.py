@@ -66,6 +66,23 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     np.testing.assert_allclose(standalone["returns"], in_pipeline["returns"], rtol=1e-5)
 
 
+def test_locomotion_pipeline_collects_with_a_sac_agent_and_reports_normalized_returns(tmp_path):
+    """dm_control: the data agent trains (checkpointed), its buffer becomes the datasets with reference
+    scores, and every method's row carries its normalized return."""
+    workdir = tmp_path / "dmc"
+    done = cli("clam_jax.train", "--config=configs/dmc.py:tiny", f"--workdir={workdir}",
+               "--config.methods=('clam','bc')")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    scores = results["datasets"]["expert"]["reference_scores"]
+    assert set(scores) == {"random", "expert"} and results["datasets"]["unlabeled"]["num_episodes"] == 8
+    for row in results["results"]:
+        assert row["task"] == "cheetah-run" and row["num_episodes"] == 4
+        expected = (row["return_mean"] - scores["random"]) / (scores["expert"] - scores["random"])
+        assert row["normalized_return"] == pytest.approx(expected)
+    assert (workdir / "data" / "agent").is_dir()
+
+
 def test_image_pipeline_runs_end_to_end_on_rendered_frames(tmp_path):
     """Space-Time CLAM and BC on frames: collection renders them, stage 1 streams them from the TFDS files,
     the latent policy starts from the IDM's encoder, BC uses an IMPALA-CNN, evaluation renders observations."""
@@ -91,9 +108,9 @@ def test_image_pipeline_runs_end_to_end_on_rendered_frames(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("--config.task=assembly-v9", "Unknown MetaWorld task 'assembly-v9'"),
+    ("--config.task=assembly-v9", "Unknown task 'assembly-v9'"),
     ("--config.methods=('clam','gail')", "Unknown method 'gail'"),
-    ("--config.obs_dim=40", "do not match MetaWorld state observations"),
+    ("--config.task=cheetah-run", "use it with configs/dmc.py"),
     ("--config.lam.kind=space_time", "The Space-Time LAM reads frames"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
@@ -146,10 +163,11 @@ def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
     (root / "collect_config.json").write_text(json.dumps(collection_signature(config)))
     for name in ("unlabeled", "labeled", "expert"):
         write_episodes(root / name, make_episodes(obs_dim=12), {"num_episodes": 3})
-    with pytest.raises(DataError, match="observations of size 12.*expects 39"):
+    with pytest.raises(DataError, match=r"observations of size 12.*assembly-v3 has \(39, 4\)"):
         load_datasets(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(tmp_path):
     import shutil
     import signal

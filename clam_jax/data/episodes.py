@@ -42,6 +42,11 @@ class Episodes:
     def num_steps(self) -> int:
         return self.observations.shape[1] - 1
 
+    def head(self, count: int) -> "Episodes":
+        """The first `count` episodes."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[:count] for f in dataclasses.fields(self)
+                                            if getattr(self, f.name) is not None})
+
 
 def _builder_class():
     import tensorflow_datasets as tfds

@@ -9,12 +9,12 @@ import warnings
 
 import numpy as np
 
-from clam_jax.envs.metaworld import MetaWorldTask
+from clam_jax.envs.tasks import make_task
 
 
 def _worker(conn, task: str, count: int, max_steps: int, action_repeat: int) -> None:
     warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
-    envs = [MetaWorldTask(task, max_steps=max_steps, action_repeat=action_repeat) for _ in range(count)]
+    envs = [make_task(task, max_steps=max_steps, action_repeat=action_repeat) for _ in range(count)]
     conn.send("ready")
     while True:
         command, payload = conn.recv()
@@ -33,7 +33,7 @@ def _worker(conn, task: str, count: int, max_steps: int, action_repeat: int) -> 
 
 
 class EnvPool:
-    """`num_envs` MetaWorld environments of one task in `num_workers` processes."""
+    """`num_envs` environments of one task (`clam_jax.envs.tasks`) in `num_workers` processes."""
 
     def __init__(self, task: str, num_envs: int, *, max_steps: int, action_repeat: int, num_workers: int):
         num_workers = max(1, min(num_workers, num_envs))

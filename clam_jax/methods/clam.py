@@ -61,7 +61,14 @@ def sample_stage1_batch(key, data, *, batch_size: int, labeled_batch_size: int, 
 
 def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decoder_every: int, beta: float,
                        joint: bool = True, batch_sharding=None):
-    """Returns update(state, batch) -> (state, metrics) for a batch shaped as `sample_stage1_batch`'s.
+    """Returns update(state, batch, phase=None) -> (state, metrics) for a batch shaped as
+    `sample_stage1_batch`'s.
+
+    The decoder step comes every `decoder_every`-th step: when `phase` (the step's
+    place in that period, a Python int) is given, at phase 0, fixed when tracing;
+    else chosen at run time from the state's step counter (`lax.cond`). Scanned
+    loops give the phase (`clam_jax.training.loop.scan_steps` with
+    `period=decoder_every`): under a seed axis `lax.cond` computes both branches.
 
     `joint=False` trains the LAM by reconstruction alone (the decoder is fitted
     afterwards on frozen latents: the paper's "separate" ablation, as LAPO does).
@@ -90,7 +97,7 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
             lam_params["vq"] = vq
         return state.replace(lam_params=lam_params, lam_opt_state=lam_opt_state)
 
-    def update(state: Stage1State, batch):
+    def update(state: Stage1State, batch, phase: int | None = None):
         batch = split_batch(batch, batch_sharding)
         windows = batch["unlabeled"]
         k_recon, k_idm = jax.random.split(jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2))
@@ -123,10 +130,12 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
                            "lam_grad_norm": optax.global_norm(lam_grads),
                            "decoder_grad_norm": optax.global_norm(decoder_grads), **stats}
 
-        if joint:
+        if not joint:
+            state, metrics = reconstruction_step(state)
+        elif phase is None:
             state, metrics = jax.lax.cond(state.step % decoder_every == 0, joint_step, reconstruction_step, state)
         else:
-            state, metrics = reconstruction_step(state)
+            state, metrics = (joint_step if phase == 0 else reconstruction_step)(state)
         metrics["cheat_loss"] = cheat
         return state.replace(step=state.step + 1), metrics
 
@@ -136,15 +145,15 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
 def make_stage1_step(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, batch_size: int,
                      labeled_batch_size: int, decoder_every: int, beta: float, joint: bool = True,
                      batch_sharding=None):
-    """Returns step(state, data) -> (state, metrics): samples a batch from device-resident `data`
-    (see `sample_stage1_batch`) with the state's RNG and applies `make_stage1_update`."""
+    """Returns step(state, data, phase=None) -> (state, metrics): samples a batch from device-resident
+    `data` (see `sample_stage1_batch`) with the state's RNG and applies `make_stage1_update`."""
     update = make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=decoder_every, beta=beta,
                                 joint=joint, batch_sharding=batch_sharding)
 
-    def step(state: Stage1State, data):
+    def step(state: Stage1State, data, phase: int | None = None):
         batch = sample_stage1_batch(jax.random.fold_in(state.rng, state.step), data, batch_size=batch_size,
                                     labeled_batch_size=labeled_batch_size, window=lam.window)
-        return update(state, batch)
+        return update(state, batch, phase)
 
     return step
 
