@@ -110,8 +110,8 @@ def lam_and_decoder(config):
     """The LAM and the action decoder the config describes."""
     lam = make_latent_action_model(
         config.lam.kind, obs_dim=task_dims(config.task)[0], latent_dim=config.lam.latent_dim,
-        context=config.lam.context, future=config.lam.future, dtype=config.train.compute_dtype, hidden=config.lam.hidden,
-        transformer=config.lam.transformer, space_time=config.lam.space_time, image_size=config.image_size,
+        context=config.lam.context, future=config.lam.future, dtype=config.train.compute_dtype,
+        hidden=config.lam.hidden, transformer=config.lam.transformer, space_time=config.lam.space_time, image_size=config.image_size,
         codebook_size=config.lam.codebook_size, codebooks=config.lam.codebooks,
         tokens=config.lam.tokens)
     decoder = ActionDecoder(**decoder_spec(config))

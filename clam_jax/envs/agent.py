@@ -86,15 +86,16 @@ def make_update_chunk(sac: SAC, batch_size: int, length: int):
     return jax.jit(chunk, donate_argnums=0)
 
 
-def collect_episode(env, sac: SAC, actor_params, key: jax.Array, *, episode_seed: int, random: bool, act):
-    """One episode: random uniform actions, or the agent's sampled ones; returns (obs, actions, rewards)."""
-    rng = np.random.default_rng(episode_seed)
-    observations, actions, rewards = [env.reset(episode_seed)], [], []
+def run_episode(env, seed: int, policy=None):
+    """One episode from the initial state of `seed` with `policy(obs [D], t) -> action [A]`, or uniform random
+    actions drawn from `seed` if it is None; returns (observations [T + 1, D], actions [T, A], rewards [T])."""
+    rng = np.random.default_rng(seed)
+    observations, actions, rewards = [env.reset(seed)], [], []
     for t in range(env.max_steps):
-        if random:
-            action = rng.uniform(-1.0, 1.0, sac.action_dim).astype(np.float32)
+        if policy is None:
+            action = rng.uniform(-1.0, 1.0, env.action_dim).astype(np.float32)
         else:
-            action = np.asarray(act(actor_params, observations[-1][None], jax.random.fold_in(key, t))[0])
+            action = policy(observations[-1], t)
         obs, reward, _ = env.step(action)
         observations.append(obs)
         actions.append(action)
@@ -117,14 +118,17 @@ def train_agent(env, sac: SAC, schedule: AgentSchedule, *, seed: int, checkpoint
         run = checkpoints.restore(run)
     update_chunk = make_update_chunk(sac, schedule.batch_size, schedule.updates_per_step * steps)
     act = jax.jit(sac.act)
+
+    def sampled_actions(actor_params, key):
+        return lambda obs, t: np.asarray(act(actor_params, obs[None], jax.random.fold_in(key, t))[0])
+
     start = int(run.replay.count)
     bar = tqdm.tqdm(range(start, schedule.episodes), initial=start, total=schedule.episodes, desc=desc,
                     unit="episode", disable=jax.process_index() != 0)
     for i in bar:
         random = i * steps < schedule.random_steps
-        observations, actions, rewards = collect_episode(
-            env, sac, run.agent.actor_params, jax.random.fold_in(run.rng, i), episode_seed=seed * 1_000_003 + i,
-            random=random, act=act)
+        policy = None if random else sampled_actions(run.agent.actor_params, jax.random.fold_in(run.rng, i))
+        observations, actions, rewards = run_episode(env, seed * 1_000_003 + i, policy)
         replay = add_episode(run.replay, observations, actions, rewards, run.agent.step)
         agent, metrics = run.agent, {}
         if (i + 1) * steps >= schedule.random_steps:
@@ -137,14 +141,13 @@ def train_agent(env, sac: SAC, schedule: AgentSchedule, *, seed: int, checkpoint
     return run
 
 
+def mean_actions(sac: SAC, actor_params):
+    """The deterministic policy (obs, t) -> tanh of the actor's mean, for `run_episode`."""
+    act = jax.jit(functools.partial(sac.act, deterministic=True))
+    return lambda obs, t: np.asarray(act(actor_params, obs[None], jax.random.key(0))[0])
+
+
 def evaluate_agent(env, sac: SAC, actor_params, *, episodes: int, first_seed: int) -> np.ndarray:
     """Returns of the deterministic (mean) policy on episodes seeded first_seed, first_seed + 1, ..."""
-    act = jax.jit(functools.partial(sac.act, deterministic=True))
-    returns = []
-    for i in range(episodes):
-        obs, total = env.reset(first_seed + i), 0.0
-        for _ in range(env.max_steps):
-            obs, reward, _ = env.step(np.asarray(act(actor_params, obs[None], jax.random.key(0))[0]))
-            total += reward
-        returns.append(total)
-    return np.asarray(returns)
+    policy = mean_actions(sac, actor_params)
+    return np.asarray([run_episode(env, first_seed + i, policy)[2].sum() for i in range(episodes)])

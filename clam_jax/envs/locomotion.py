@@ -10,11 +10,10 @@
 The reference scores of the normalized return, (score - random) / (expert -
 random), are measured here too: uniform random actions, and the final agent.
 """
-import jax
 import numpy as np
 
 from clam_jax.data.episodes import Episodes
-from clam_jax.envs.agent import AgentRun
+from clam_jax.envs.agent import AgentRun, mean_actions, run_episode
 from clam_jax.errors import ConfigError
 
 # Seed streams of the rollouts, disjoint from the agent's episodes (seed * 1_000_003 + i) and from evaluation.
@@ -36,21 +35,8 @@ def as_episodes(observations, actions, rewards, behavior) -> Episodes:
 
 
 def rollouts(env, policy, seeds: list[int]) -> Episodes:
-    """One episode per seed with `policy(obs [D]) -> action [A]`, or uniform random actions if it is None."""
-    observations, actions, rewards = [], [], []
-    for seed in seeds:
-        rng = np.random.default_rng(seed)
-        obs = [env.reset(seed)]
-        acts, rews = [], []
-        for _ in range(env.max_steps):
-            action = rng.uniform(-1, 1, env.action_dim).astype(np.float32) if policy is None else policy(obs[-1])
-            o, r, _ = env.step(action)
-            obs.append(o)
-            acts.append(action)
-            rews.append(r)
-        observations.append(np.stack(obs))
-        actions.append(np.stack(acts))
-        rewards.append(np.asarray(rews))
+    """One episode per seed (`clam_jax.envs.agent.run_episode`: uniform random actions if `policy` is None)."""
+    observations, actions, rewards = zip(*(run_episode(env, seed, policy) for seed in seeds))
     return as_episodes(np.stack(observations), np.stack(actions), np.stack(rewards),
                        "random" if policy is None else "sac_expert")
 
@@ -66,9 +52,8 @@ def locomotion_datasets(run: AgentRun, env, sac, *, seed: int, random_steps: int
                         labeled_episodes: int, expert_episodes: int, reference_episodes: int):
     """(datasets {"unlabeled", "labeled", "expert"} of Episodes, reference scores {"random", "expert"}, and
     where the buffer was cut: {"medium_point", "buffer_episodes"})."""
-    act = jax.jit(lambda params, obs: sac.act(params, obs[None], jax.random.key(0), deterministic=True)[0])
-    expert = rollouts(env, lambda obs: np.asarray(act(run.agent.actor_params, obs)),
-                      rollout_seeds(EXPERT_SEEDS, seed, expert_episodes))
+    expert = rollouts(env, mean_actions(sac, run.agent.actor_params), rollout_seeds(EXPERT_SEEDS, seed,
+                                                                                    expert_episodes))
     random = rollouts(env, None, rollout_seeds(RANDOM_SEEDS, seed, reference_episodes))
     scores = {"random": float(random.rewards.sum(1).mean()), "expert": float(expert.rewards.sum(1).mean())}
     count = int(run.replay.count)
