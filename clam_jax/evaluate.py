@@ -39,7 +39,8 @@ def main(argv):
     result = evaluate(act, spec["task"], num_episodes=FLAGS.episodes, split=FLAGS.split,
                       max_steps=spec["max_steps"], action_repeat=spec["action_repeat"],
                       num_workers=FLAGS.num_workers, videos=FLAGS.videos,
-                      image_size=spec["image_size"] if spec.get("observation") == "image" else 0)
+                      image_size=spec["image_size"] if spec.get("observation") == "image" else 0,
+                      proprio_dims=spec.get("proprio_dims", 0))
     frames = result.pop("frames", None)
     if frames is not None:
         save_videos(Path(FLAGS.policy) / f"videos_{FLAGS.split}", frames)

@@ -108,10 +108,11 @@ def run_clam(runs: list[Run], mesh, method: str = "clam") -> None:
     model = make_policy(policy_model(config, config.lam.latent_dim, False, image_encoder))
     init_params = None
     if image_encoder:
-        init_params = [with_idm_encoder(model.init(jax.random.key(run.config.seed), inputs[0][:1]), params)
+        example = jax.tree.map(lambda x: x[:1], inputs[0])
+        init_params = [with_idm_encoder(model.init(jax.random.key(run.config.seed), example), params)
                        for run, params in zip(runs, lam_params)]
     states = train_regression(runs, mesh, method, "policy", model, inputs,
-                              [z.reshape(len(x), -1) for z, x in zip(latents, inputs)], hparams=config.policy,
+                              [z.reshape(-1, z.shape[-1]) for z in latents], hparams=config.policy,
                               seed_offset=1, init_params=init_params)
     for run, state, decoder_params in zip(runs, states, decoders):
         spec = policy_spec(run.config, method, run.normalizer, config.lam.latent_dim, False, decoder_spec(config),

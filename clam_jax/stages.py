@@ -21,10 +21,11 @@ import numpy as np
 
 from clam_jax.collect import DATASETS, data_dir
 from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
-from clam_jax.data.statistics import Normalizer, PixelNormalizer
+from clam_jax.data.observations import model_observations
+from clam_jax.data.statistics import Normalizer, PartsNormalizer, PixelNormalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import all_windows, pad_episodes, window_length
-from clam_jax.envs.tasks import task_dims
+from clam_jax.envs.tasks import proprio_dims, task_dims
 from clam_jax.errors import ConfigError, DataError
 from clam_jax.methods import clam
 from clam_jax.methods.policy import init_policy, make_policy_step
@@ -81,7 +82,8 @@ class StageLog:
 
 def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
     """Reads the three datasets and their statistics, checking their sizes against the config. With
-    `config.observation == "image"` the episodes' observations are their frames (the states stay unused)."""
+    `config.observation == "image"` the episodes' observations are their frames (the states stay unused), or
+    with `config.proprio` their frames and proprioception (`clam_jax.data.observations`)."""
     root = data_dir(workdir)
     datasets = {name: read_episodes(root / name) for name in DATASETS}
     stats = {name: read_statistics(root / name) for name in DATASETS}
@@ -97,13 +99,25 @@ def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
                 found = "no frames" if episodes.images is None else f"frames of {episodes.images.shape[2:4]}"
                 raise DataError(f"Dataset {name} has {found} but the config trains on {size}x{size} frames; "
                                 "use a workdir collected with this config's image_size.")
-            datasets[name] = dataclasses.replace(episodes, observations=episodes.images)
+            observations = model_observations(episodes.observations, episodes.images, proprio_size(config))
+            datasets[name] = dataclasses.replace(episodes, observations=observations)
     return datasets, stats
 
 
-def make_normalizer(config, stats: dict) -> Normalizer | PixelNormalizer:
-    """States are z-scored with D_unlabeled's moments; frames stay pixels (see `PixelNormalizer`)."""
-    return PixelNormalizer() if config.observation == "image" else Normalizer.from_statistics(stats["unlabeled"])
+def proprio_size(config) -> int:
+    """The size of the proprioceptive input beside frames; 0 without one."""
+    return proprio_dims(config.task) if config.observation == "image" and config.proprio else 0
+
+
+def make_normalizer(config, stats: dict) -> Normalizer | PixelNormalizer | PartsNormalizer:
+    """States are z-scored with D_unlabeled's moments; frames stay pixels (see `PixelNormalizer`), and
+    proprioception beside them is z-scored as the states it comes from."""
+    if config.observation != "image":
+        return Normalizer.from_statistics(stats["unlabeled"])
+    if not proprio_size(config):
+        return PixelNormalizer()
+    return PartsNormalizer({"image": PixelNormalizer(),
+                            "proprio": Normalizer.from_statistics(stats["unlabeled"], dims=proprio_size(config))})
 
 
 def lam_and_decoder(config):
@@ -111,9 +125,9 @@ def lam_and_decoder(config):
     lam = make_latent_action_model(
         config.lam.kind, obs_dim=task_dims(config.task)[0], latent_dim=config.lam.latent_dim,
         context=config.lam.context, future=config.lam.future, dtype=config.train.compute_dtype,
-        hidden=config.lam.hidden, transformer=config.lam.transformer, space_time=config.lam.space_time, image_size=config.image_size,
-        codebook_size=config.lam.codebook_size, codebooks=config.lam.codebooks,
-        tokens=config.lam.tokens)
+        hidden=config.lam.hidden, transformer=config.lam.transformer, space_time=config.lam.space_time,
+        image_size=config.image_size, proprio_dim=proprio_size(config), codebook_size=config.lam.codebook_size,
+        codebooks=config.lam.codebooks, tokens=config.lam.tokens)
     decoder = ActionDecoder(**decoder_spec(config))
     return lam, decoder
 
@@ -179,7 +193,7 @@ def _streamed_inputs(run: Run, mesh):
         loader = make_stage1_loader(
             root / "unlabeled", root / "labeled", normalizer, context=config.lam.context,
             future=config.lam.future, observation_key="image" if config.observation == "image" else "observation",
-            batch_size=config.stage1.batch_size,
+            proprio_dims=proprio_size(config), batch_size=config.stage1.batch_size,
             labeled_batch_size=config.stage1.labeled_batch_size, steps_per_dispatch=k, seed=config.seed,
             num_workers=config.train.stream_workers, windows_per_episode=config.train.windows_per_episode,
             first_chunk=start_step // k)
@@ -217,7 +231,7 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
                         clip=hparams.clip)
 
     def init(key, params=None):
-        return init_policy(key, model, tx, inputs[0].shape[1:], params=params)
+        return init_policy(key, model, tx, jax.tree.map(lambda x: x[:1], inputs[0]), params=params)
 
     step = make_policy_step(model, tx, batch_size=hparams.batch_size, batch_sharding=batch_split(mesh))
     data = [{"inputs": x, "targets": y} for x, y in zip(inputs, targets)]
@@ -247,6 +261,7 @@ def policy_spec(config, method, normalizer, out_dim, squash, decoder=None, encod
     obs_dim, action_dim = task_dims(config.task)
     return {"method": method, "task": config.task, "obs_dim": obs_dim, "action_dim": action_dim,
             "observation": config.observation, "image_size": config.image_size,
+            "proprio_dims": proprio_size(config),
             "max_steps": config.max_steps, "action_repeat": config.action_repeat,
             "normalizer": normalizer.to_dict(),
             "policy": policy_model(config, out_dim, squash, image_encoder),
@@ -258,9 +273,10 @@ def padded_observations(config, normalizer, episodes: Episodes) -> np.ndarray:
     return pad_episodes(normalizer(episodes.observations), config.lam.context, config.lam.future)
 
 
-def transition_observations(observations: np.ndarray, normalizer) -> np.ndarray:
+def transition_observations(observations, normalizer):
     """Normalized o_t for t in 0..T-1, flattened over episodes: [N * T, *obs]."""
-    return normalizer(observations[:, :-1]).reshape(-1, *observations.shape[2:])
+    current = normalizer(jax.tree.map(lambda x: x[:, :-1], observations))
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), current)
 
 
 def transition_actions(episodes: Episodes) -> np.ndarray:

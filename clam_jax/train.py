@@ -37,7 +37,7 @@ from clam_jax.recipes import RECIPES
 from clam_jax.rollout.evaluation import evaluate
 from clam_jax.rollout.saved_policy import load_policy
 from clam_jax.rollout.videos import save_videos
-from clam_jax.stages import Run, StageLog, load_datasets, make_normalizer
+from clam_jax.stages import Run, StageLog, load_datasets, make_normalizer, proprio_size
 from clam_jax.training.sharding import check_batch_divisible, make_mesh
 from clam_jax.validation import validate_config
 
@@ -58,7 +58,8 @@ def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict | 
             result = evaluate(act, config.task, num_episodes=config.eval.episodes, split=config.eval.split,
                               max_steps=config.max_steps, action_repeat=config.action_repeat,
                               num_workers=config.eval.num_workers, videos=config.eval.videos,
-                              image_size=config.image_size if config.observation == "image" else 0)
+                              image_size=config.image_size if config.observation == "image" else 0,
+                              proprio_dims=proprio_size(config))
             frames = result.pop("frames", None)
             if frames is not None:
                 save_videos(workdir / method / "videos", frames)

@@ -67,6 +67,9 @@ def _validate_observation(config) -> None:
         raise ConfigError(f"config.observation must be 'state' or 'image', got {config.observation!r}.")
     if config.image_size < 0:
         raise ConfigError(f"config.image_size must be >= 0 (0: no frames), got {config.image_size}.")
+    if config.proprio and config.observation != "image":
+        raise ConfigError("config.proprio puts the arm's proprioception beside frames; state vectors hold it "
+                          "already: use it with config.observation='image'.")
     if config.observation == "state":
         if config.lam.kind == "space_time":
             raise ConfigError("The Space-Time LAM reads frames: set config.observation='image' and "

@@ -21,6 +21,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # `image_size` > 0 renders into the datasets beside the states; configs/metaworld_images.py).
     c.observation = "state"
     c.image_size = 0
+    # With frames: also give every model the arm's proprioceptive state (hand position and gripper
+    # opening, the state's first 4 entries); the paper's text describes it for its robot policies.
+    c.proprio = False
 
     # The data regime of DESIGN.md: every dataset cycles through its behaviours.
     c.data = ml_collections.ConfigDict()

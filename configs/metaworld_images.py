@@ -28,6 +28,7 @@ def get_config(variant: str = ""):
     c.methods = ("clam", "bc", "bc_expert", "lapo")
     c.policy.init_from_idm = True
     c.train.input = "stream"
+    c.train.windows_per_episode = 32  # a read decodes a whole episode of frames; use more of it (README)
     c.train.relabel_batch_size = 1024
     if variant == "quick":
         c.data.unlabeled.episodes = 150

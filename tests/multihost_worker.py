@@ -18,6 +18,7 @@ if num_processes > 1:
 import functools  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from clam_jax.methods.policy import init_policy, make_policy_step  # noqa: E402
@@ -34,7 +35,7 @@ targets = np.tanh(inputs @ rng.normal(size=(5, 2))).astype(np.float32)
 mesh = make_mesh()
 model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
 tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
-state = init_replicated(functools.partial(init_policy, model=model, tx=tx, observation_shape=(5,)), mesh,
+state = init_replicated(functools.partial(init_policy, model=model, tx=tx, example=jnp.zeros((1, 5))), mesh,
                         jax.random.key(0))
 step = make_policy_step(model, tx, batch_size=32, batch_sharding=batch_split(mesh))
 data = put_replicated({"inputs": inputs, "targets": targets}, mesh)

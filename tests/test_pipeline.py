@@ -1,6 +1,7 @@
 """The real pipeline end to end on the tiny preset: real MetaWorld, TFDS, orbax, evaluation."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,10 +101,27 @@ def test_image_pipeline_runs_end_to_end_on_rendered_frames(tmp_path):
     assert specs["clam"]["policy"]["encoder"] == "space_time" and specs["bc"]["policy"]["encoder"] == "impala"
     assert specs["clam"]["normalizer"] == {"pixels": True}
 
-    evaluated = cli("clam_jax.evaluate", f"--policy={workdir / 'clam' / 'policy'}", "--episodes=4")
+    assert_standalone_evaluation_matches(workdir / "clam")
+
+    # The same frames with the arm's proprioception beside them, sampled on the device.
+    proprio = tmp_path / "images_proprio"
+    shutil.copytree(workdir / "data", proprio / "data")
+    done = cli("clam_jax.train", "--config=configs/metaworld_images.py:tiny", f"--workdir={proprio}",
+               "--config.proprio=True")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "collect" not in done.stderr
+    spec = json.loads((proprio / "clam" / "policy" / "policy.json").read_text())
+    assert spec["proprio_dims"] == 4 and spec["normalizer"]["parts"]["image"] == {"pixels": True}
+    assert len(spec["normalizer"]["parts"]["proprio"]["mean"]) == 4
+    assert_standalone_evaluation_matches(proprio / "clam")
+
+
+def assert_standalone_evaluation_matches(method_dir: Path):
+    """`clam_jax.evaluate` of a saved policy gives the pipeline's evaluation (same variations)."""
+    evaluated = cli("clam_jax.evaluate", f"--policy={method_dir / 'policy'}", "--episodes=4")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    standalone = json.loads((workdir / "clam" / "policy" / "evaluation_test.json").read_text())
-    in_pipeline = json.loads((workdir / "clam" / "summary.json").read_text())["eval"]
+    standalone = json.loads((method_dir / "policy" / "evaluation_test.json").read_text())
+    in_pipeline = json.loads((method_dir / "summary.json").read_text())["eval"]
     np.testing.assert_allclose(standalone["returns"], in_pipeline["returns"], rtol=1e-5)
 
 
@@ -112,6 +130,7 @@ def test_image_pipeline_runs_end_to_end_on_rendered_frames(tmp_path):
     ("--config.methods=('clam','gail')", "Unknown method 'gail'"),
     ("--config.task=cheetah-run", "use it with configs/dmc.py"),
     ("--config.lam.kind=space_time", "The Space-Time LAM reads frames"),
+    ("--config.proprio=True", "config.proprio puts the arm's proprioception beside frames"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     done = cli("clam_jax.train", "--config=configs/metaworld.py:tiny", f"--workdir={tmp_path}", override,

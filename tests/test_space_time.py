@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from clam_jax.data.observations import first_leaf
 from clam_jax.data.windows import pad_episodes
 from clam_jax.methods import clam
 from clam_jax.models.lam import ActionDecoder, make_latent_action_model
@@ -16,9 +17,10 @@ from clam_jax.training.optim import make_optimizer
 SIZES = dict(patch_size=8, embed_dim=32, num_heads=2, mlp_dim=64, num_layers=2, dropout=0.0)
 
 
-def space_time_lam(image_size=32, context=1, future=0, **kwargs):
+def space_time_lam(image_size=32, context=1, future=0, proprio_dim=0, **kwargs):
     return make_latent_action_model("space_time", obs_dim=0, latent_dim=4, context=context, future=future,
-                                    dtype="float32", space_time={**SIZES, **kwargs}, image_size=image_size)
+                                    dtype="float32", space_time={**SIZES, **kwargs}, image_size=image_size,
+                                    proprio_dim=proprio_dim)
 
 
 def random_frames(key, shape):
@@ -40,7 +42,7 @@ def test_space_time_lam_shapes_and_scale():
     window = random_frames(jax.random.key(1), (3, lam.window, 32, 32, 3))
     (z, predictions), params = jax.jit(lam.init_with_output)(jax.random.key(0), window)
     latents = lam.apply(params, window, method=lam.latents)
-    assert lam.observation_shape == (32, 32, 3)
+    assert lam.example_window().shape == (1, lam.window, 32, 32, 3)
     assert z.shape == (3, 4) and latents.shape == (3, lam.window - 1, 4)
     assert jnp.allclose(z, latents[:, lam.context], atol=1e-5)
     assert jnp.allclose(lam.apply(params, window, method=lam.idm), z, atol=1e-5)
@@ -64,19 +66,24 @@ def test_image_size_must_divide_into_patches():
         lam.init(jax.random.key(0), jnp.zeros((1, lam.window, 30, 30, 3), jnp.uint8))
 
 
-def fdm_leaks(lam, params, window) -> list[bool]:
-    """For each input frame k of the FDM: whether changing it changes the predictions of frames <= k."""
+def inverted(frames, k):
+    return frames.at[:, k].set(255 - frames[:, k])
+
+
+def fdm_leaks(lam, params, window, change=inverted) -> list[bool]:
+    """For each input step k of the FDM: whether `change(observations, k)` changes the predictions of steps <= k
+    (of any part of dict observations)."""
     latents = lam.apply(params, window, method=lam.latents)
-    frames = window[:, :-1]
-    fdm = jax.jit(lambda frames: lam.apply(params, frames, latents, method=lam.fdm))
-    predictions = fdm(frames)
+    observations = jax.tree.map(lambda x: x[:, :-1], window)
+    fdm = jax.jit(lambda observations: jax.tree.leaves(lam.apply(params, observations, latents, method=lam.fdm)))
+    predictions = fdm(observations)
     leaks = []
-    for k in range(1, frames.shape[1]):
-        changed = fdm(frames.at[:, k].set(255 - frames[:, k]))
-        # Prediction j is of frame j + 1 from frames 0 .. j: changing frame k must leave j < k alone ...
-        leaks.append(not jnp.allclose(changed[:, :k], predictions[:, :k], atol=1e-5))
+    for k in range(1, first_leaf(observations).shape[1]):
+        changed = fdm(change(observations, k))
+        # Prediction j is of step j + 1 from steps 0 .. j: changing step k must leave j < k alone ...
+        leaks.append(not all(jnp.allclose(c[:, :k], p[:, :k], atol=1e-5) for c, p in zip(changed, predictions)))
         # ... and must reach prediction k, which reads it.
-        assert not jnp.allclose(changed[:, k], predictions[:, k])
+        assert not all(jnp.allclose(c[:, k], p[:, k]) for c, p in zip(changed, predictions))
     return leaks
 
 
@@ -85,6 +92,41 @@ def test_fdm_temporal_attention_is_causal():
     window = random_frames(jax.random.key(1), (2, lam.window, 32, 32, 3))
     params = lam.init(jax.random.key(0), window)
     assert not any(fdm_leaks(lam, params, window))
+
+
+def frames_and_proprio(key, lam, batch=2):
+    k_frames, k_proprio = jax.random.split(key)
+    return {"image": random_frames(k_frames, (batch, lam.window, 32, 32, 3)),
+            "proprio": jax.random.normal(k_proprio, (batch, lam.window, 4))}
+
+
+def test_space_time_lam_with_proprioception_predicts_frames_and_proprioception():
+    lam = space_time_lam(context=1, future=1, proprio_dim=4)
+    window = frames_and_proprio(jax.random.key(1), lam, batch=3)
+    assert jax.tree.map(jnp.shape, lam.example_window()) == {"image": (1, lam.window, 32, 32, 3),
+                                                             "proprio": (1, lam.window, 4)}
+    (z, predictions), params = jax.jit(lam.init_with_output)(jax.random.key(0), window)
+    assert z.shape == (3, 4)
+    target = lam.reconstruction_target(window)
+    assert jax.tree.map(jnp.shape, predictions) == jax.tree.map(jnp.shape, target) == {
+        "image": (3, lam.window - 1, 32, 32, 3), "proprio": (3, lam.window - 1, 4)}
+    assert jnp.array_equal(target["proprio"], window["proprio"][:, 1:])
+    # The IDM reads o_{t+1}'s proprioception: z_t moves with it.
+    moved = {**window, "proprio": window["proprio"].at[:, lam.context + 1].add(1.0)}
+    assert not jnp.allclose(lam.apply(params, moved, method=lam.idm), z, atol=1e-4)
+
+
+@pytest.mark.parametrize("part", ["image", "proprio"])
+def test_fdm_with_proprioception_is_causal(part):
+    lam = space_time_lam(context=2, future=1, proprio_dim=4)
+    window = frames_and_proprio(jax.random.key(1), lam)
+    params = lam.init(jax.random.key(0), window)
+
+    def change(observations, k):
+        x = observations[part]
+        return {**observations, part: inverted(x, k) if part == "image" else x.at[:, k].add(1.0)}
+
+    assert not any(fdm_leaks(lam, params, window, change))
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -115,12 +157,10 @@ def moving_square_episodes(rng, num_episodes, steps=12, size=16):
     return frames, actions
 
 
-def test_space_time_stage1_learns_below_the_cheat_loss_and_decodes_actions():
-    rng = np.random.default_rng(0)
-    unlabeled, _ = moving_square_episodes(rng, 32)
-    labeled, actions = moving_square_episodes(rng, 16)
+def train_tiny_stage1(unlabeled, labeled, actions, proprio_dim: int = 0) -> tuple[dict, dict]:
+    """300 stage-1 steps of a tiny Space-Time CLAM on 16x16 frames; the metrics of the first and last 50."""
     lam = make_latent_action_model("space_time", obs_dim=0, latent_dim=4, context=1, future=0, dtype="float32",
-                                   space_time={**SIZES, "patch_size": 4}, image_size=16)
+                                   space_time={**SIZES, "patch_size": 4}, image_size=16, proprio_dim=proprio_dim)
     decoder = ActionDecoder(action_dim=2, embed_dim=16, hidden=(32,))
     tx = make_optimizer(lr=2e-3, weight_decay=0.0, warmup=10, clip=1.0)
     state = clam.init_stage1(jax.random.key(0), lam, decoder, tx, tx)
@@ -128,13 +168,41 @@ def test_space_time_stage1_learns_below_the_cheat_loss_and_decodes_actions():
                                  beta=1.0)
     data = {"unlabeled": pad_episodes(unlabeled, 1, 0), "labeled": pad_episodes(labeled, 1, 0),
             "labeled_actions": actions}
-    multi_step = make_multi_step(step, 50)
+    multi_step = make_multi_step(step, 50, period=2)
     state, first = multi_step(state, data)
     for _ in range(5):
         state, last = multi_step(state, data)
+    return first, last
+
+
+def test_space_time_stage1_learns_below_the_cheat_loss_and_decodes_actions():
+    rng = np.random.default_rng(0)
+    unlabeled, _ = moving_square_episodes(rng, 32)
+    labeled, actions = moving_square_episodes(rng, 16)
+    first, last = train_tiny_stage1(unlabeled, labeled, actions)
     assert last["recon_loss"] < 0.5 * first["recon_loss"]
     assert last["recon_loss"] < last["cheat_loss"]
     assert last["decoder_loss"] < 0.5 * first["decoder_loss"]
+
+
+def blank_frames_moved_arm_episodes(rng, num_episodes, steps=12):
+    """Blank frames, and a 2-D position (the proprioception) that the action moves: only the proprioception
+    shows the action."""
+    actions = rng.uniform(-1, 1, (num_episodes, steps + 1, 2)).astype(np.float32)
+    actions[:, -1] = 0
+    position = np.concatenate([np.zeros((num_episodes, 1, 2)), np.cumsum(actions[:, :-1], axis=1)], axis=1)
+    frames = np.full((num_episodes, steps + 1, 16, 16, 3), 128, np.uint8)
+    return {"image": frames, "proprio": position.astype(np.float32)}, actions
+
+
+def test_stage1_grounds_latents_in_proprioception_the_frames_do_not_show():
+    rng = np.random.default_rng(0)
+    unlabeled, _ = blank_frames_moved_arm_episodes(rng, 32)
+    labeled, actions = blank_frames_moved_arm_episodes(rng, 16)
+    with_proprio = train_tiny_stage1(unlabeled, labeled, actions, proprio_dim=2)[1]["decoder_loss"]
+    frames_only = train_tiny_stage1(unlabeled["image"], labeled["image"], actions)[1]["decoder_loss"]
+    assert frames_only > 0.25  # about the actions' variance, 1/3: blank frames say nothing
+    assert with_proprio < 0.5 * frames_only  # measured 0.10 against 0.32
 
 
 def test_impala_encoder_and_image_policy_shapes_and_ranges():
@@ -148,16 +216,31 @@ def test_impala_encoder_and_image_policy_shapes_and_ranges():
     assert actions.shape == (5, 4) and float(jnp.abs(actions).max()) <= 1.0
 
 
-def test_latent_policy_takes_the_idm_image_encoder():
-    lam = space_time_lam()
-    window = random_frames(jax.random.key(1), (2, lam.window, 32, 32, 3))
+@pytest.mark.parametrize("proprio_dim", [0, 4])
+def test_latent_policy_takes_the_idm_image_encoder(proprio_dim):
+    lam = space_time_lam(proprio_dim=proprio_dim)
+    window = frames_and_proprio(jax.random.key(1), lam) if proprio_dim else random_frames(
+        jax.random.key(1), (2, lam.window, 32, 32, 3))
     lam_params = lam.init(jax.random.key(0), window)
     policy = ImagePolicy(out_dim=4, hidden=(16,), encoder="space_time", space_time={**SIZES, "max_frames": lam.window})
-    frames = window[:, 0]
-    params = with_idm_encoder(policy.init(jax.random.key(2), frames), lam_params)
+    observations = jax.tree.map(lambda x: x[:, 0], window)
+    params = with_idm_encoder(policy.init(jax.random.key(2), observations), lam_params)
     assert jax.tree.all(jax.tree.map(jnp.array_equal, params["params"]["encoder"], lam_params["params"]["idm_encoder"]))
-    # The policy's features are the IDM encoder's CLS token of the frame seen alone.
+    # The policy's features are the IDM encoder's CLS token of the frame (and its proprioception) seen alone.
+    frames, proprio = (observations["image"], observations["proprio"][:, None]) if proprio_dim else (observations, None)
     cls = SpaceTimeTransformer(cls=True, max_frames=lam.window, **SIZES).apply(
-        {"params": lam_params["params"]["idm_encoder"]}, frames[:, None])[:, 0, 0]
+        {"params": lam_params["params"]["idm_encoder"]}, frames[:, None], proprio=proprio)[:, 0, 0]
     expected = MLP((16,), 4).apply({"params": params["params"]["MLP_0"]}, cls)
-    assert jnp.allclose(policy.apply(params, frames), expected, atol=1e-5)
+    assert jnp.allclose(policy.apply(params, observations), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["impala", "space_time"])
+def test_image_policies_read_proprioception(encoder):
+    k_frames, k_proprio = jax.random.split(jax.random.key(1))
+    observations = {"image": random_frames(k_frames, (5, 32, 32, 3)), "proprio": jax.random.normal(k_proprio, (5, 4))}
+    policy = ImagePolicy(out_dim=3, hidden=(16,), squash=True, encoder=encoder,
+                         impala={"channels": (4, 8), "features": 16}, space_time={**SIZES, "max_frames": 2})
+    actions, params = policy.init_with_output(jax.random.key(0), observations)
+    assert actions.shape == (5, 3)
+    moved = {**observations, "proprio": observations["proprio"] + 1.0}
+    assert not jnp.allclose(policy.apply(params, moved), actions, atol=1e-4)

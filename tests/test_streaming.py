@@ -3,6 +3,7 @@
 Observations encode where they come from, [episode, step, dataset id], so every
 window can be traced back to its episode and transition.
 """
+import dataclasses
 import multiprocessing
 
 import jax
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from clam_jax.data.episodes import Episodes, write_episodes
-from clam_jax.data.statistics import Normalizer
+from clam_jax.data.statistics import Normalizer, PartsNormalizer, PixelNormalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader, measure_input_rate
 from clam_jax.data.windows import pad_episodes
 from clam_jax.errors import ConfigError, DataError
@@ -86,6 +87,27 @@ def test_chunks_are_normalized_windows_of_padded_episodes_with_their_actions(dat
         assert_true_windows(chunk["labeled"], datasets["labeled"], LABELED)
         episode, t = transitions(chunk["labeled"])
         np.testing.assert_array_equal(chunk["labeled_actions"], datasets["labeled"].actions[episode, t])
+
+
+def test_frames_stream_with_their_proprioception(tmp_path):
+    """Frames encode (episode, step) in their pixels as the states do in their first entries: both parts of
+    every window come from the same steps, the proprioception normalized with its own moments."""
+    episodes = traced_episodes(4, 6, LABELED)
+    code = 16 * episodes.observations[..., 0] + episodes.observations[..., 1]
+    images = np.broadcast_to(code[..., None, None, None], (*code.shape, 4, 4, 3)).astype(np.uint8)
+    write_episodes(tmp_path / "frames", dataclasses.replace(episodes, images=images), {})
+    proprio = Normalizer(mean=NORMALIZER.mean[:2], std=NORMALIZER.std[:2])
+    normalizer = PartsNormalizer({"image": PixelNormalizer(), "proprio": proprio})
+    chunk, = take(loader({"unlabeled_dir": tmp_path / "frames", "labeled_dir": tmp_path / "frames"},
+                         normalizer=normalizer, observation_key="image", proprio_dims=2), 1)
+    for name, batch in (("unlabeled", 8), ("labeled", 4)):
+        windows = chunk[name]
+        assert windows["image"].shape == (4, batch, WINDOW, 4, 4, 3) and windows["image"].dtype == np.uint8
+        assert windows["proprio"].shape == (4, batch, WINDOW, 2) and windows["proprio"].dtype == np.float32
+        state = windows["proprio"] * proprio.std + proprio.mean
+        np.testing.assert_array_equal(windows["image"][..., 0, 0, 0], 16 * state[..., 0] + state[..., 1])
+    episode, t = (chunk["labeled"]["proprio"][..., CONTEXT, :] * proprio.std + proprio.mean).astype(int).T
+    np.testing.assert_array_equal(chunk["labeled_actions"], episodes.actions[episode.T, t.T])
 
 
 def test_episode_boundaries_are_padded_with_first_and_last_frames(datasets):

@@ -27,7 +27,7 @@ STATS_FILE = "statistics.json"
 class Episodes:
     """A dataset held as dense arrays: N episodes of T steps (T + 1 observations)."""
 
-    observations: np.ndarray  # [N, T + 1, obs_dim] float32
+    observations: np.ndarray  # [N, T + 1, obs_dim] float32 (or what the models see: `clam_jax.data.observations`)
     actions: np.ndarray  # [N, T + 1, act_dim] float32; actions[:, T] is padding
     rewards: np.ndarray  # [N, T + 1] float32; rewards[:, t] follows actions[:, t]
     success: np.ndarray  # [N] bool
@@ -36,11 +36,11 @@ class Episodes:
 
     @property
     def num_episodes(self) -> int:
-        return self.observations.shape[0]
+        return self.actions.shape[0]
 
     @property
     def num_steps(self) -> int:
-        return self.observations.shape[1] - 1
+        return self.actions.shape[1] - 1
 
     def head(self, count: int) -> "Episodes":
         """The first `count` episodes."""

@@ -42,12 +42,12 @@ class Normalizer:
 
     mean: np.ndarray
     std: np.ndarray
-    dtype = np.float32  # of the normalized observations
 
     @classmethod
-    def from_statistics(cls, stats: dict, min_std: float = 1e-2) -> "Normalizer":
-        std = np.maximum(np.asarray(stats["observation_std"], np.float32), min_std)
-        return cls(mean=np.asarray(stats["observation_mean"], np.float32), std=std)
+    def from_statistics(cls, stats: dict, min_std: float = 1e-2, dims: int | None = None) -> "Normalizer":
+        """From a dataset's statistics; of the first `dims` entries of the observations if given."""
+        std = np.maximum(np.asarray(stats["observation_std"][:dims], np.float32), min_std)
+        return cls(mean=np.asarray(stats["observation_mean"][:dims], np.float32), std=std)
 
     def __call__(self, observations):
         return (observations - self.mean) / self.std
@@ -65,8 +65,6 @@ class PixelNormalizer:
     """Leaves frames as uint8 pixels: image models scale them themselves (`clam_jax.models.space_time.to_unit`),
     so datasets of frames are held, sampled and moved at a quarter of float32's size."""
 
-    dtype = np.uint8
-
     def __call__(self, frames):
         return frames
 
@@ -74,6 +72,21 @@ class PixelNormalizer:
         return {"pixels": True}
 
 
-def normalizer_from_dict(d: dict) -> Normalizer | PixelNormalizer:
-    """The normalizer a saved policy's spec describes (`to_dict` of either kind)."""
+@dataclasses.dataclass(frozen=True)
+class PartsNormalizer:
+    """Normalizes each part of dict observations (`clam_jax.data.observations`) with its own normalizer."""
+
+    parts: dict
+
+    def __call__(self, observations: dict) -> dict:
+        return {name: normalizer(observations[name]) for name, normalizer in self.parts.items()}
+
+    def to_dict(self) -> dict:
+        return {"parts": {name: normalizer.to_dict() for name, normalizer in self.parts.items()}}
+
+
+def normalizer_from_dict(d: dict) -> Normalizer | PixelNormalizer | PartsNormalizer:
+    """The normalizer a saved policy's spec describes (`to_dict` of any kind)."""
+    if "parts" in d:
+        return PartsNormalizer({name: normalizer_from_dict(part) for name, part in d["parts"].items()})
     return PixelNormalizer() if d.get("pixels") else Normalizer.from_dict(d)

@@ -55,44 +55,44 @@ from absl import flags
 from jax.sharding import NamedSharding
 
 from clam_jax.data.episodes import open_data_source
-from clam_jax.data.statistics import Normalizer, PixelNormalizer
+from clam_jax.data.observations import first_leaf, model_observations
+from clam_jax.data.statistics import Normalizer, PartsNormalizer, PixelNormalizer
 from clam_jax.data.windows import window_length
 from clam_jax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
 class _WindowSampler:
-    """Cuts random windows and their actions from one dataset; numpy only, runs in grain workers."""
+    """Cuts random windows and their actions from one dataset; numpy (and jax.tree) only, runs in grain workers."""
 
     source: Any  # TFDS ArrayRecordDataSource: episode index -> RLDS record (picklable)
     directory: str
-    normalizer: Normalizer | PixelNormalizer
+    normalizer: Normalizer | PixelNormalizer | PartsNormalizer
     observation_key: str  # the RLDS step feature the models see: "observation" (states) or "image"
+    proprio_dims: int  # > 0: with frames, also the states' first entries (`clam_jax.data.observations`)
     context: int
     window: int
     windows_per_episode: int
-    observation_shape: tuple[int, ...]
-    action_shape: tuple[int, ...]
 
-    def sample(self, rng: np.random.Generator, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, rng: np.random.Generator, steps: int, batch: int):
         """Windows [steps, batch, W, *obs] and actions [steps, batch, *act]; window j goes to step j % steps."""
-        windows = np.empty((steps, batch, self.window, *self.observation_shape), self.normalizer.dtype)
-        actions = np.empty((steps, batch, *self.action_shape), np.float32)
-        slots = np.arange(steps * batch)
-        for start in range(0, slots.size, self.windows_per_episode):
-            j = slots[start:start + self.windows_per_episode]
-            windows[j % steps, j // steps], actions[j % steps, j // steps] = self._read(rng, j.size)
-        return windows, actions
+        total = steps * batch
+        reads = [self._read(rng, min(self.windows_per_episode, total - start))
+                 for start in range(0, total, self.windows_per_episode)]
+        windows_and_actions = jax.tree.map(lambda *parts: np.concatenate(parts), *reads)  # window j at row j
+        return jax.tree.map(lambda x: np.ascontiguousarray(x.reshape(batch, steps, *x.shape[1:]).swapaxes(0, 1)),
+                            windows_and_actions)
 
-    def _read(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]:
+    def _read(self, rng: np.random.Generator, count: int):
         """`count` windows at distinct t (while the episode has enough) from one random episode."""
         episode = int(rng.integers(len(self.source)))
         steps = self.source[episode]["steps"]  # {"observation": [T + 1, *obs], "action": [T + 1, *act], ...}
-        observations = steps[self.observation_key]
-        transitions = _num_transitions(observations, self.directory, episode)
+        frames = steps["image"] if self.observation_key == "image" else None
+        observations = model_observations(steps["observation"], frames, self.proprio_dims)
+        transitions = _num_transitions(first_leaf(observations), self.directory, episode)
         t = rng.choice(transitions, size=count, replace=count > transitions)
-        frames = np.clip(t[:, None] + np.arange(self.window) - self.context, 0, transitions)
-        return self.normalizer(observations[frames]), steps["action"][t]
+        index = np.clip(t[:, None] + np.arange(self.window) - self.context, 0, transitions)
+        return self.normalizer(jax.tree.map(lambda x: x[index], observations)), steps["action"][t]
 
 
 def _num_transitions(observations: np.ndarray, directory: str, episode: int) -> int:
@@ -123,8 +123,8 @@ class _ChunkSampler:
         return {"unlabeled": unlabeled, "labeled": labeled, "labeled_actions": actions}
 
 
-def _open_dataset(directory, normalizer: Normalizer | PixelNormalizer, *, observation_key: str, context: int,
-                  window: int, windows_per_episode: int) -> _WindowSampler:
+def _open_dataset(directory, normalizer: Normalizer | PixelNormalizer | PartsNormalizer, *, observation_key: str,
+                  proprio_dims: int, context: int, window: int, windows_per_episode: int) -> _WindowSampler:
     """Opens a dataset written by `write_episodes` for random access, checking it against the config."""
     builder, source = open_data_source(directory)
     if len(source) == 0:
@@ -141,9 +141,7 @@ def _open_dataset(directory, normalizer: Normalizer | PixelNormalizer, *, observ
             f"{np.shape(normalizer.mean)}; build it from the statistics of datasets of this environment.")
     return _WindowSampler(
         source=source, directory=str(directory), normalizer=normalizer, observation_key=observation_key,
-        context=context, window=window,
-        windows_per_episode=windows_per_episode, observation_shape=observation_shape,
-        action_shape=tuple(features["action"].shape))
+        proprio_dims=proprio_dims, context=context, window=window, windows_per_episode=windows_per_episode)
 
 
 def _check_config(**values) -> None:
@@ -162,14 +160,16 @@ def _check_config(**values) -> None:
             raise ConfigError(f"{name}={values[name]} must be a multiple of the {count} processes.")
 
 
-def make_stage1_loader(unlabeled_dir, labeled_dir, normalizer: Normalizer | PixelNormalizer, *, context: int,
-                       future: int, batch_size: int, labeled_batch_size: int, steps_per_dispatch: int, seed: int,
+def make_stage1_loader(unlabeled_dir, labeled_dir, normalizer: Normalizer | PixelNormalizer | PartsNormalizer, *,
+                       context: int, future: int, batch_size: int, labeled_batch_size: int, steps_per_dispatch: int,
+                       seed: int,
                        num_workers: int = 0, windows_per_episode: int = 8, first_chunk: int = 0,
                        process_index: int | None = None, process_count: int | None = None,
-                       observation_key: str = "observation") -> grain.IterDataset:
+                       observation_key: str = "observation", proprio_dims: int = 0) -> grain.IterDataset:
     """An endless grain dataset of this process's stage-1 chunks (see the module docstring).
 
-    Windows are cut from the RLDS step feature `observation_key` ("image" for frames).
+    Windows are cut from the RLDS step feature `observation_key` ("image" for frames), with
+    `proprio_dims` > 0 together with the states' first entries (`clam_jax.data.observations`).
     `batch_size` and `labeled_batch_size` are global: each of the `process_count`
     processes (default: JAX's) yields its own [K, B / process_count, ...] slice,
     drawn with its own RNG. `num_workers` worker processes build chunks (0: in
@@ -184,9 +184,8 @@ def make_stage1_loader(unlabeled_dir, labeled_dir, normalizer: Normalizer | Pixe
                   context=context, future=future, seed=seed, num_workers=num_workers,
                   first_chunk=first_chunk, process_index=process_index, process_count=process_count)
     open_dataset = functools.partial(_open_dataset, normalizer=normalizer, observation_key=observation_key,
-                                     context=context,
-                                     window=window_length(context, future),
-                                     windows_per_episode=windows_per_episode)
+                                     proprio_dims=proprio_dims, context=context,
+                                     window=window_length(context, future), windows_per_episode=windows_per_episode)
     sampler = _ChunkSampler(
         unlabeled=open_dataset(unlabeled_dir), labeled=open_dataset(labeled_dir), steps=steps_per_dispatch,
         batch_size=batch_size // process_count, labeled_batch_size=labeled_batch_size // process_count,

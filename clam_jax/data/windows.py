@@ -5,43 +5,51 @@ and `future` copies of the last one behind, so every transition t in 0..T-1
 has a full window `padded[t : t + window]` = o[t-H .. t+1+F], whose current
 frame o_t sits at index `context` and whose target o_{t+1} at `context + 1`;
 its action label is `actions[t]`. Windows never cross episode boundaries.
+Observations may be a dict of arrays (`clam_jax.data.observations`): every
+function here maps over its leaves.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from clam_jax.data.observations import first_leaf
 
-def pad_episodes(observations: np.ndarray, context: int, future: int) -> np.ndarray:
+
+def pad_episodes(observations, context: int, future: int):
     """[N, T + 1, D] -> [N, context + T + 1 + future, D]."""
-    front = np.repeat(observations[:, :1], context, axis=1)
-    back = np.repeat(observations[:, -1:], future, axis=1)
-    return np.concatenate([front, observations, back], axis=1)
+
+    def pad(x):
+        return np.concatenate([np.repeat(x[:, :1], context, axis=1), x, np.repeat(x[:, -1:], future, axis=1)],
+                              axis=1)
+
+    return jax.tree.map(pad, observations)
 
 
 def window_length(context: int, future: int) -> int:
     return context + 2 + future
 
 
-def num_transitions(padded: jax.Array, window: int) -> int:
-    return padded.shape[1] - window + 1
+def num_transitions(padded, window: int) -> int:
+    return first_leaf(padded).shape[1] - window + 1
 
 
-def gather_windows(padded: jax.Array, episode: jax.Array, t: jax.Array, window: int) -> jax.Array:
+def gather_windows(padded, episode: jax.Array, t: jax.Array, window: int):
     """Windows of transitions (episode[i], t[i]): [B, window, D]."""
-    return padded[episode[:, None], t[:, None] + jnp.arange(window)[None]]
+    steps = t[:, None] + jnp.arange(window)[None]
+    return jax.tree.map(lambda x: x[episode[:, None], steps], padded)
 
 
-def sample_windows(key: jax.Array, padded: jax.Array, batch_size: int, window: int):
+def sample_windows(key: jax.Array, padded, batch_size: int, window: int):
     """Uniformly samples transitions; returns (windows [B, window, D], episode [B], t [B])."""
     k_ep, k_t = jax.random.split(key)
-    episode = jax.random.randint(k_ep, (batch_size,), 0, padded.shape[0])
+    episode = jax.random.randint(k_ep, (batch_size,), 0, first_leaf(padded).shape[0])
     t = jax.random.randint(k_t, (batch_size,), 0, num_transitions(padded, window))
     return gather_windows(padded, episode, t, window), episode, t
 
 
-def all_windows(padded: jax.Array, window: int) -> jax.Array:
+def all_windows(padded, window: int):
     """Every transition's window in (episode, t) order: [N * T, window, D]."""
-    n, steps = padded.shape[0], num_transitions(padded, window)
+    n, steps = first_leaf(padded).shape[0], num_transitions(padded, window)
     episode = jnp.repeat(jnp.arange(n), steps)
     t = jnp.tile(jnp.arange(steps), n)
     return gather_windows(padded, episode, t, window)

@@ -14,6 +14,7 @@ from clam_jax.errors import ConfigError
 
 OBS_DIM = 39
 ACTION_DIM = 4
+PROPRIO_DIM = 4  # observation[:4]: the hand's xyz position and the gripper's opening
 
 
 def task_names() -> list[str]:

@@ -36,3 +36,12 @@ def task_dims(task: str) -> tuple[int, int]:
     dims = env.obs_dim, env.action_dim
     env.close()
     return dims
+
+
+def proprio_dims(task: str) -> int:
+    """How many leading entries of `task`'s state vector are the arm's proprioception (MetaWorld: the hand's
+    position and the gripper's opening)."""
+    if suite_of(task) != "metaworld":
+        raise ConfigError(f"{task} has no proprioceptive state apart from its state vector; "
+                          "config.proprio needs a MetaWorld task.")
+    return metaworld.PROPRIO_DIM

@@ -15,7 +15,8 @@ import numpy as np
 import optax
 from flax.traverse_util import flatten_dict
 
-from clam_jax.data.windows import all_windows, sample_windows
+from clam_jax.data.observations import first_leaf
+from clam_jax.data.windows import all_windows, num_transitions, sample_windows
 from clam_jax.models.lam import ActionDecoder
 from clam_jax.training.sharding import split_batch
 
@@ -34,7 +35,7 @@ def init_stage1(rng, lam, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1S
     """`lam_params` holds the LAM's variables: "params", and "vq" (the EMA codebook) for discrete latents;
     the optimizer updates "params" only."""
     k_lam, k_dec, k_state = jax.random.split(rng, 3)
-    variables = lam.init(k_lam, jnp.zeros((1, lam.window, *lam.observation_shape)))
+    variables = lam.init(k_lam, lam.example_window())
     lam_params = {k: v for k, v in variables.items() if k in ("params", "vq")}
     decoder_params = decoder.init(k_dec, jnp.zeros((1, lam.latent_dim)))
     return Stage1State(
@@ -43,7 +44,8 @@ def init_stage1(rng, lam, decoder: ActionDecoder, lam_tx, decoder_tx) -> Stage1S
 
 
 def _mse(a, b):
-    return jnp.mean(jnp.square(a - b))
+    """Mean squared error, summed over the parts of dict observations (`clam_jax.data.observations`)."""
+    return sum(jnp.mean(jnp.square(x - y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 def sample_stage1_batch(key, data, *, batch_size: int, labeled_batch_size: int, window: int) -> dict:
@@ -102,7 +104,7 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
         windows = batch["unlabeled"]
         k_recon, k_idm = jax.random.split(jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2))
         frames = lam.frames(windows)
-        cheat = _mse(frames[:, current], frames[:, current + 1])
+        cheat = _mse(*(jax.tree.map(lambda x: x[:, step], frames) for step in (current, current + 1)))
 
         def reconstruction_step(state):
             (_, (recon, vq, stats)), grads = jax.value_and_grad(reconstruction, has_aux=True)(
@@ -158,25 +160,27 @@ def make_stage1_step(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, batch_s
     return step
 
 
-def relabel(lam, lam_params, padded: np.ndarray, *, batch_size: int) -> np.ndarray:
-    """Latent actions z_t for every transition of padded episodes: [N, T, latent_dim].
+def relabel(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
+    """Latent actions z_t for every transition of padded episodes (an array or dict observations): [N, T, latent_dim].
 
     Runs the frozen IDM over fixed-size chunks of episodes (the last chunk padded)
     so one compiled program serves the whole dataset.
     """
-    n, steps = padded.shape[0], padded.shape[1] - lam.window + 1
+    n, steps = first_leaf(padded).shape[0], num_transitions(padded, lam.window)
     chunk = max(1, batch_size // steps)
 
     @jax.jit
     def encode(params, episodes):
         windows = all_windows(episodes, lam.window)
-        return lam.apply(params, windows, method=lam.idm).reshape(episodes.shape[0], steps, -1)
+        return lam.apply(params, windows, method=lam.idm).reshape(chunk, steps, -1)
+
+    def filled(part):
+        return np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
 
     out = []
     for start in range(0, n, chunk):
-        part = padded[start:start + chunk]
-        filled = np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
-        out.append(np.asarray(encode(lam_params, filled))[: len(part)])
+        part = jax.tree.map(lambda x: x[start:start + chunk], padded)
+        out.append(np.asarray(encode(lam_params, jax.tree.map(filled, part)))[: len(first_leaf(part))])
     return np.concatenate(out)
 
 

@@ -58,7 +58,7 @@ class DynamicsPretraining(nn.Module):
 def init_dynamo(rng, model: DynamicsPretraining, tx) -> PolicyState:
     k_init, k_state = jax.random.split(rng)
     params = model.init(k_init, jnp.zeros((1, model.window, model.obs_dim)))
-    return init_policy(k_state, model, tx, (model.obs_dim,), params=params)
+    return init_policy(k_state, model, tx, jnp.zeros((1, model.obs_dim)), params=params)
 
 
 def encoder_spec(model: DynamicsPretraining) -> dict:

@@ -15,10 +15,11 @@ class PolicyState:
     opt_state: optax.OptState
 
 
-def init_policy(rng, model, tx, observation_shape: tuple[int, ...], params=None) -> PolicyState:
-    """A fresh state; `params` (e.g. a pretrained network) replace the random initialization if given."""
+def init_policy(rng, model, tx, example, params=None) -> PolicyState:
+    """A fresh state for inputs like `example` (a batch); `params` (e.g. a pretrained network) replace the random
+    initialization if given."""
     k_init, k_state = jax.random.split(rng)
-    params = model.init(k_init, jnp.zeros((1, *observation_shape))) if params is None else params
+    params = model.init(k_init, example) if params is None else params
     return PolicyState(step=jnp.zeros((), jnp.int32), rng=k_state, params=params, opt_state=tx.init(params))
 
 
@@ -31,15 +32,17 @@ def with_hidden_layers_of(params: dict, source: dict) -> dict:
 
 
 def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
-    """step(state, data) -> (state, metrics) with data = {"inputs": [M, *obs], "targets": [M, out]}.
+    """step(state, data) -> (state, metrics) with data = {"inputs": [M, *obs], "targets": [M, out]} (inputs may
+    be dict observations, `clam_jax.data.observations`).
 
     With a `batch_sharding`, the sampled batch is split over its devices (data parallelism).
     """
 
     def step(state: PolicyState, data):
         index = jax.random.randint(jax.random.fold_in(state.rng, state.step), (batch_size,), 0,
-                                   data["inputs"].shape[0])
-        inputs, targets = split_batch((data["inputs"][index], data["targets"][index]), batch_sharding)
+                                   data["targets"].shape[0])
+        inputs, targets = split_batch(jax.tree.map(lambda x: x[index], (data["inputs"], data["targets"])),
+                                      batch_sharding)
 
         def loss_fn(params):
             return jnp.mean(jnp.square(model.apply(params, inputs) - targets))

@@ -2,11 +2,13 @@
 
 A window holds `context` past frames, the current frame o_t, o_{t+1}, and
 `future` frames after it: [o_{t-H} .. o_t, o_{t+1}, .. o_{t+1+F}], each frame
-of `observation_shape` (a state vector, or an image for the Space-Time LAM).
+a state vector, or an image for the Space-Time LAM (with the arm's proprioception
+beside it, a dict: `clam_jax.data.observations`); `example_window()` is one.
 Every LAM has the same interface: `idm(window)` returns z_t for the transition
 o_t -> o_{t+1}; `__call__(window, train)` returns z_t and the FDM's
 predictions, which the stage-1 loss compares with `reconstruction_target(window)`,
-in the scale of `frames(window)` (states as given, pixels in [-1, 1]).
+in the scale of `frames(window)` (states as given, pixels in [-1, 1], proprioception
+as given).
 `train=True` turns dropout on (it needs a "dropout" RNG) and, with
 `codebook_size` > 0 (discrete latents), moves the EMA codebook (apply with
 `mutable=["vq", "losses", "stats"]`, see `clam_jax.models.quantizers`);
@@ -18,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from clam_jax.data.observations import frames_and_proprio
 from clam_jax.data.windows import window_length
 from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
@@ -29,9 +32,8 @@ from clam_jax.models.transformer import DecoderBlock, EncoderBlock
 class _StateFrames:
     """Frames of a state LAM: vectors of `obs_dim`, compared as they are."""
 
-    @property
-    def observation_shape(self) -> tuple[int, ...]:
-        return (self.obs_dim,)
+    def example_window(self) -> jax.Array:
+        return jnp.zeros((1, self.window, self.obs_dim))
 
     @staticmethod
     def frames(window: jax.Array) -> jax.Array:
@@ -169,6 +171,10 @@ class SpaceTimeLatentActionModel(nn.Module):
     With `residual`, the patches are added to the frame before (the FDM predicts
     the change; not in the paper): copying o_t, the cheat, is then the starting
     point rather than something the FDM has to learn through its bottleneck.
+    With `proprio_dim` > 0, observations are {"image": frames, "proprio": [..., proprio_dim]}:
+    each frame's proprioception is one more token in the IDM and the FDM, and the
+    FDM also predicts the next frames' proprioception from its token (the paper's
+    text describes proprioception for its robot policies, not for its LAM).
     """
 
     image_size: int
@@ -183,6 +189,7 @@ class SpaceTimeLatentActionModel(nn.Module):
     num_layers: int = 3
     dropout: float = 0.1
     residual: bool = False
+    proprio_dim: int = 0
     codebook_size: int = 0  # > 0: vector-quantized latents (see `clam_jax.models.quantizers`)
     codebooks: int = 1
     tokens: int = 1
@@ -192,12 +199,16 @@ class SpaceTimeLatentActionModel(nn.Module):
     def window(self) -> int:
         return window_length(self.context, self.future)
 
-    @property
-    def observation_shape(self) -> tuple[int, ...]:
-        return (self.image_size, self.image_size, self.channels)
+    def example_window(self):
+        frames = jnp.zeros((1, self.window, self.image_size, self.image_size, self.channels), jnp.uint8)
+        return {"image": frames, "proprio": jnp.zeros((1, self.window, self.proprio_dim))} if self.proprio_dim \
+            else frames
 
     @staticmethod
-    def frames(window: jax.Array) -> jax.Array:
+    def frames(window):
+        """The window's frames in [-1, 1] (and its proprioception as given)."""
+        if isinstance(window, dict):
+            return {"image": to_unit(window["image"]), "proprio": window["proprio"]}
         return to_unit(window)
 
     def setup(self):
@@ -214,34 +225,43 @@ class SpaceTimeLatentActionModel(nn.Module):
         self.latent_positions = self.param("latent_positions", nn.initializers.normal(1.0),
                                            (self.window - 1, self.embed_dim))
         self.to_patches = nn.Dense(self.patch_size ** 2 * self.channels, dtype=self.dtype)
+        if self.proprio_dim:
+            self.to_proprio = nn.Dense(self.proprio_dim, dtype=self.dtype)
         self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size
                           else None)
 
-    def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
+    def latents(self, window, train: bool = False) -> jax.Array:
         """[B, W, H, W, C] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
-        tokens = self.idm_encoder(window, train=train)
+        frames, proprio = frames_and_proprio(window)
+        tokens = self.idm_encoder(frames, train=train, proprio=proprio)
         latents = self.latent_head(tokens[:, 1:, 0]).astype("float32")
         return self.quantizer(latents, train) if self.quantizer else latents
 
     def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
         return self.latents(window, train)[:, self.context]
 
-    def fdm(self, frames: jax.Array, latents: jax.Array, train: bool = False) -> jax.Array:
+    def fdm(self, observations, latents: jax.Array, train: bool = False):
         """o_0 .. o_{n-1} [B, n, H, W, C] and the window's latents [B, W - 1, latent_dim] -> o_1 .. o_n
-        predicted, in [-1, 1]."""
+        predicted, in the scale of `frames`."""
+        frames, proprio = frames_and_proprio(observations)
         memory = self.latent_embed(latents) + self.latent_positions[:latents.shape[1]].astype(self.dtype)
-        tokens = self.fdm_decoder(frames, memory, train=train)
-        patches = self.to_patches(tokens).astype("float32")
+        tokens = self.fdm_decoder(frames, memory, train=train, proprio=proprio)
+        patches = self.to_patches(tokens[:, :, 0 if proprio is None else 1:]).astype("float32")
         predictions = unpatchify(patches, self.patch_size, self.image_size, self.image_size)
-        return predictions + to_unit(frames) if self.residual else predictions
+        if proprio is None:
+            return predictions + to_unit(frames) if self.residual else predictions
+        next_proprio = self.to_proprio(tokens[:, :, 0]).astype("float32")
+        if self.residual:
+            predictions, next_proprio = predictions + to_unit(frames), next_proprio + proprio
+        return {"image": predictions, "proprio": next_proprio}
 
-    def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, window, train: bool = False):
         """Returns (z_t, predictions of o_1 .. o_{W-1})."""
         latents = self.latents(window, train)
-        return latents[:, self.context], self.fdm(window[:, :-1], latents, train)
+        return latents[:, self.context], self.fdm(jax.tree.map(lambda x: x[:, :-1], window), latents, train)
 
-    def reconstruction_target(self, window: jax.Array) -> jax.Array:
-        return to_unit(window[:, 1:])
+    def reconstruction_target(self, window):
+        return self.frames(jax.tree.map(lambda x: x[:, 1:], window))
 
 
 LAM_KINDS = ("mlp", "transformer", "space_time")
@@ -249,10 +269,11 @@ LAM_KINDS = ("mlp", "transformer", "space_time")
 
 def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, context: int, future: int,
                              dtype: Any, hidden=(1024, 1024), transformer=None, space_time=None,
-                             image_size: int = 0, codebook_size: int = 0, codebooks: int = 1,
+                             image_size: int = 0, proprio_dim: int = 0, codebook_size: int = 0, codebooks: int = 1,
                              tokens: int = 1) -> nn.Module:
     """The LAM named by `kind` ("mlp" or "transformer" over states of `obs_dim`, "space_time" over
-    square images of `image_size`); `transformer` and `space_time` hold those models' sizes;
+    square images of `image_size`, with proprioception of `proprio_dim` beside them if > 0); `transformer` and
+    `space_time` hold those models' sizes;
     `codebook_size` > 0 quantizes its latents as `codebooks` x `tokens` codewords."""
     common = dict(latent_dim=latent_dim, context=context, future=future, codebook_size=codebook_size,
                   codebooks=codebooks, tokens=tokens, dtype=dtype)
@@ -261,7 +282,8 @@ def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, contex
     if kind == "transformer":
         return TransformerLatentActionModel(obs_dim=obs_dim, **dict(transformer or {}), **common)
     if kind == "space_time":
-        return SpaceTimeLatentActionModel(image_size=image_size, **dict(space_time or {}), **common)
+        return SpaceTimeLatentActionModel(image_size=image_size, proprio_dim=proprio_dim, **dict(space_time or {}),
+                                          **common)
     raise ConfigError(f"Unknown latent action model {kind!r}; use one of {LAM_KINDS}.")
 
 

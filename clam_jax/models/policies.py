@@ -3,7 +3,10 @@
 State policies are `MLPPolicy`; an image policy embeds the frame with an
 IMPALA-CNN, or with the Space-Time encoder of a Space-Time IDM (paper section
 3.2: the LAM's image encoder as pretrained features for the latent policy),
-and maps the features to its output with the same MLP head.
+and maps the features to its output with the same MLP head. Given dict
+observations (frames and the arm's proprioception, `clam_jax.data.observations`),
+the proprioception joins the features: concatenated to the IMPALA features, or as
+the Space-Time encoder's proprioception token.
 """
 from typing import Any, Sequence
 
@@ -11,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from clam_jax.data.observations import frames_and_proprio
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import MLPPolicy
 from clam_jax.models.mlp import MLP
@@ -42,8 +46,9 @@ class ImpalaEncoder(nn.Module):
 
 
 class ImagePolicy(nn.Module):
-    """Frames [B, H, W, C] -> output; `encoder` "impala" (sizes in `impala`) or "space_time" (the sizes of the
-    Space-Time IDM in `space_time`, whose parameters it can take: `with_idm_encoder`), then an MLP."""
+    """Frames [B, H, W, C] (or {"image": frames, "proprio": [B, P]}) -> output; `encoder` "impala" (sizes in
+    `impala`) or "space_time" (the sizes of the Space-Time IDM in `space_time`, whose parameters it can take:
+    `with_idm_encoder`), then an MLP."""
 
     out_dim: int
     hidden: Sequence[int]
@@ -54,12 +59,15 @@ class ImagePolicy(nn.Module):
     dtype: Any = "float32"
 
     @nn.compact
-    def __call__(self, frames: jax.Array) -> jax.Array:
+    def __call__(self, observations) -> jax.Array:
+        frames, proprio = frames_and_proprio(observations)
         if self.encoder == "impala":
             features = ImpalaEncoder(**dict(self.impala or {}), dtype=self.dtype, name="encoder")(frames)
+            if proprio is not None:
+                features = jnp.concatenate([features, proprio.astype(features.dtype)], axis=-1)
         elif self.encoder == "space_time":
             tokens = SpaceTimeTransformer(cls=True, **dict(self.space_time), dtype=self.dtype, name="encoder")(
-                frames[:, None])
+                frames[:, None], proprio=None if proprio is None else proprio[:, None])
             features = tokens[:, 0, 0]  # the frame's CLS token
         else:
             raise ConfigError(f"Unknown image encoder {self.encoder!r}; use one of {IMAGE_ENCODERS}.")

@@ -63,8 +63,10 @@ class SpaceTimeBlock(PostNormSublayers):
 
 
 class SpaceTimeTransformer(nn.Module):
-    """Frames [B, T, H, W, C] -> tokens [B, T, N (+1), D]; with `cls`, token 0 of each frame is a learned
-    summary token (the paper's CLS token, from which latent actions or policy features are read)."""
+    """Frames [B, T, H, W, C] -> tokens [B, T, (1 +) (1 +) N, D]; with `cls`, token 0 of each frame is a learned
+    summary token (the paper's CLS token, from which latent actions or policy features are read). Given
+    `proprio` [B, T, P] (the arm's proprioception at each frame), its linear embedding is one more token of the
+    frame, after the CLS token and before the patches."""
 
     patch_size: int = 16
     embed_dim: int = 256
@@ -78,10 +80,14 @@ class SpaceTimeTransformer(nn.Module):
     dtype: Any = "float32"
 
     @nn.compact
-    def __call__(self, frames: jax.Array, memory: jax.Array | None = None, train: bool = False) -> jax.Array:
+    def __call__(self, frames: jax.Array, memory: jax.Array | None = None, train: bool = False,
+                 proprio: jax.Array | None = None) -> jax.Array:
         b, t = frames.shape[:2]
         x = nn.Dense(self.embed_dim, dtype=self.dtype, name="patch_embed")(
             patchify(to_unit(frames), self.patch_size).astype(self.dtype))
+        if proprio is not None:
+            token = nn.Dense(self.embed_dim, dtype=self.dtype, name="proprio_embed")(proprio.astype(self.dtype))
+            x = jnp.concatenate([token[:, :, None], x], axis=2)
         if self.cls:
             token = self.param("cls_token", nn.initializers.normal(0.02), (self.embed_dim,))
             x = jnp.concatenate([jnp.broadcast_to(token.astype(x.dtype), (b, t, 1, self.embed_dim)), x], axis=2)

@@ -1,6 +1,7 @@
 """Success rate of a policy over a fixed set of task variations, all episodes stepped together."""
 import numpy as np
 
+from clam_jax.data.observations import model_observations
 from clam_jax.envs.collection import default_num_workers
 from clam_jax.envs.pool import EnvPool
 
@@ -15,9 +16,10 @@ def evaluation_seeds(split: str, num_episodes: int) -> list[int]:
 
 
 def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, action_repeat: int,
-             num_workers: int = 0, videos: int = 0, image_size: int = 0) -> dict:
+             num_workers: int = 0, videos: int = 0, image_size: int = 0, proprio_dims: int = 0) -> dict:
     """Runs `act(observations [N, D]) -> actions [N, A]` for one episode in each variation; with
-    `image_size` > 0 the observations are the corner camera's frames [N, image_size, image_size, 3] instead.
+    `image_size` > 0 the observations are the corner camera's frames [N, image_size, image_size, 3] instead,
+    and with `proprio_dims` > 0 also the states' first entries (`clam_jax.data.observations`).
 
     Returns per-episode successes and returns, the success rate, and `frames`
     ([videos, T + 1, H, W, 3] uint8) when videos > 0.
@@ -26,7 +28,8 @@ def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, a
                  num_workers=num_workers or default_num_workers()) as pool:
 
         def observe(states):
-            return np.stack(pool.render(range(num_episodes), (image_size, image_size))) if image_size else states
+            frames = np.stack(pool.render(range(num_episodes), (image_size, image_size))) if image_size else None
+            return model_observations(states, frames, proprio_dims)
 
         obs = observe(pool.reset(evaluation_seeds(split, num_episodes)))
         success = np.zeros(num_episodes, bool)

@@ -40,8 +40,8 @@ def save_policy(directory, params: dict, spec: dict) -> None:
 
 
 def make_act_fn(spec: dict, params: dict):
-    """A jitted function from raw observations [N, *obs] (states, or frames for image policies) to environment
-    actions [N, A]."""
+    """A jitted function from raw observations [N, *obs] (states, or frames for image policies, or frames and
+    proprioception: `clam_jax.data.observations`) to environment actions [N, A]."""
     normalizer = normalizer_from_dict(spec["normalizer"])
     policy = make_policy(spec["policy"])
     decoder = ActionDecoder(**spec["decoder"]) if spec.get("decoder") else None
@@ -49,7 +49,7 @@ def make_act_fn(spec: dict, params: dict):
 
     @jax.jit
     def act(params, obs):
-        inputs = normalizer(jnp.asarray(obs, jnp.float32))
+        inputs = normalizer(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), obs))
         if encoder is not None:
             inputs = encoder.apply(params["encoder"], inputs)
         out = policy.apply(params["policy"], inputs)
