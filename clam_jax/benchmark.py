@@ -200,6 +200,7 @@ def main(argv):
 
 if __name__ == "__main__":
     # Defined here, not at import, so the functions above can be imported next to the other CLIs' flags.
-    config_flags.DEFINE_config_file("config", "configs/benchmark.py", "Benchmark config, e.g. configs/benchmark.py:gpu.")
+    config_flags.DEFINE_config_file("config", "configs/benchmark.py",
+                                    "Benchmark config, e.g. configs/benchmark.py:gpu.")
     flags.DEFINE_string("json_out", None, "Also append the JSON lines to this file.")
     app.run(main)
