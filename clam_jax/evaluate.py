@@ -1,12 +1,17 @@
-"""Evaluates a saved policy in simulation.
+"""Evaluates a saved policy in simulation, or on a robot served by `clam_jax.bridge.server`.
 
   python -m clam_jax.evaluate --policy=runs/quick/clam/policy --episodes=30
+  python -m clam_jax.evaluate --policy=runs/images/clam/policy --robot=tcp://robot-host:5556 --episodes=10
 
 The policy directory is self-describing (task, episode length, normalization),
-so nothing else is needed. Prints and writes `<policy>/evaluation_<split>.json`.
+so nothing else is needed. Prints and writes `<policy>/evaluation_<split>.json`
+(`evaluation_robot.json` on a robot, whose episodes are also written as an RLDS
+dataset in `<policy>/robot_episodes/<date-time>`; run interactively, it asks the
+operator for each episode's outcome).
 """
 import json
 import sys
+import time
 from pathlib import Path
 
 from absl import app, flags, logging
@@ -18,6 +23,12 @@ flags.DEFINE_integer("episodes", 30, "Number of task variations to evaluate.")
 flags.DEFINE_enum("split", "test", ["val", "test"], "Which fixed set of task variations to use.")
 flags.DEFINE_integer("num_workers", 0, "Environment worker processes (0: one per core).")
 flags.DEFINE_integer("videos", 0, "Episodes to save as GIFs beside the results (renders with MUJOCO_GL).")
+flags.DEFINE_string("robot", None, "Run on a robot instead: a clam_jax robot server (tcp://HOST:PORT) or "
+                    "BridgeData's WidowX service (bridgedata://HOST:PORT).")
+flags.DEFINE_float("rate_hz", 5.0, "Control rate on the robot (policy steps per second).")
+flags.DEFINE_float("timeout_s", 5.0, "Give up on the robot when a reply takes longer than this.")
+flags.DEFINE_string("camera", None, "The robot camera the policy sees (default: the robot's only camera).")
+flags.DEFINE_bool("ask_outcome", None, "Ask the operator for each episode's outcome (default: when interactive).")
 FLAGS = flags.FLAGS
 
 
@@ -27,15 +38,26 @@ def main(argv):
     from clam_jax.cli import use_headless_rendering
 
     use_headless_rendering()
-    from clam_jax.rollout.evaluation import evaluate
     from clam_jax.rollout.saved_policy import load_policy
-    from clam_jax.rollout.videos import save_videos
 
     try:
         act, spec = load_policy(FLAGS.policy)
+        result = on_robot(act, spec) if FLAGS.robot else in_simulation(act, spec)
     except ClamError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    result.update(task=spec["task"], method=spec["method"])
+    where = "robot" if FLAGS.robot else FLAGS.split
+    (Path(FLAGS.policy) / f"evaluation_{where}.json").write_text(json.dumps(result, indent=2))
+    print(f"{spec['method']} on {spec['task']}: success rate {result['success_rate']:.2f}, return "
+          f"{sum(result['returns']) / len(result['returns']):.1f} over {result['num_episodes']} episodes "
+          f"({FLAGS.robot or f'{FLAGS.split} variations'})")
+
+
+def in_simulation(act, spec: dict) -> dict:
+    from clam_jax.rollout.evaluation import evaluate
+    from clam_jax.rollout.videos import save_videos
+
     result = evaluate(act, spec["task"], num_episodes=FLAGS.episodes, split=FLAGS.split,
                       max_steps=spec["max_steps"], action_repeat=spec["action_repeat"],
                       num_workers=FLAGS.num_workers, videos=FLAGS.videos,
@@ -44,11 +66,28 @@ def main(argv):
     frames = result.pop("frames", None)
     if frames is not None:
         save_videos(Path(FLAGS.policy) / f"videos_{FLAGS.split}", frames)
-    result.update(task=spec["task"], method=spec["method"])
-    (Path(FLAGS.policy) / f"evaluation_{FLAGS.split}.json").write_text(json.dumps(result, indent=2))
-    print(f"{spec['method']} on {spec['task']}: success rate {result['success_rate']:.2f}, return "
-          f"{sum(result['returns']) / len(result['returns']):.1f} over {result['num_episodes']} episodes "
-          f"({FLAGS.split} variations)")
+    return result
+
+
+def on_robot(act, spec: dict) -> dict:
+    """The evaluation on the robot at FLAGS.robot, on the same task variations as in simulation (a simulated
+    robot resets to them; a real one is reset by the operator)."""
+    import tensorflow_datasets as tfds
+
+    from clam_jax.bridge.rollout import Pacer, ask_operator, connect, run_on_robot
+    from clam_jax.data.episodes import write_episodes
+    from clam_jax.data.statistics import dataset_statistics
+    from clam_jax.rollout.evaluation import evaluation_seeds
+
+    ask = sys.stdin.isatty() if FLAGS.ask_outcome is None else FLAGS.ask_outcome
+    with connect(FLAGS.robot, timeout_s=FLAGS.timeout_s) as client:
+        result, episodes = run_on_robot(act, client, spec, evaluation_seeds(FLAGS.split, FLAGS.episodes),
+                                        pacer=Pacer(1.0 / FLAGS.rate_hz), camera=FLAGS.camera,
+                                        operator=ask_operator if ask else None)
+    tfds.disable_progress_bar()
+    recorded = Path(FLAGS.policy) / "robot_episodes" / time.strftime("%Y%m%d-%H%M%S")
+    write_episodes(recorded, episodes, dataset_statistics(episodes))
+    return {**result, "episodes_dir": str(recorded)}
 
 
 if __name__ == "__main__":
