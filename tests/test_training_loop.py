@@ -19,7 +19,7 @@ def regression_problem():
     targets = np.tanh(inputs @ rng.normal(size=(5, 2))).astype(np.float32)
     model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
     tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
-    state = init_policy(jax.random.key(0), model, tx, (5,))
+    state = init_policy(jax.random.key(0), model, tx, jnp.zeros((1, 5)))
     step = make_policy_step(model, tx, batch_size=32)
     return state, step, {"inputs": inputs, "targets": targets}
 
@@ -88,11 +88,11 @@ def test_seeds_trained_together_equal_seeds_trained_apart():
     model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
     tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
     keys = jax.random.split(jax.random.key(0), 3)
-    states = jax.vmap(lambda k: init_policy(k, model, tx, (5,)))(keys)
+    states = jax.vmap(lambda k: init_policy(k, model, tx, jnp.zeros((1, 5))))(keys)
     together, metrics = jax.jit(over_seeds(lambda s, d: scan_steps(step, s, d, length=20)))(states, data)
     assert metrics["loss"].shape == (3,)
     for i, key in enumerate(keys):
-        apart, _ = make_multi_step(step, 20)(init_policy(key, model, tx, (5,)), data)
+        apart, _ = make_multi_step(step, 20)(init_policy(key, model, tx, jnp.zeros((1, 5))), data)
         for a, b in zip(jax.tree.leaves(apart.params), jax.tree.leaves(together.params)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)
 
@@ -110,7 +110,7 @@ def test_seeds_with_their_own_data_trained_together_write_their_own_checkpoints_
     model = MLPPolicy(out_dim=2, hidden=(32,), squash=True)
     tx = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
     keys = [jax.random.key(3), jax.random.key(4)]
-    states = jax.vmap(lambda k: init_policy(k, model, tx, (5,)))(jnp.stack(keys))
+    states = jax.vmap(lambda k: init_policy(k, model, tx, jnp.zeros((1, 5))))(jnp.stack(keys))
 
     def train_together(num_steps, states):
         checkpoints = SeedCheckpoints([TrainStateCheckpoints(tmp_path / f"seed{i}" / "ckpt") for i in range(2)])
@@ -127,7 +127,7 @@ def test_seeds_with_their_own_data_trained_together_write_their_own_checkpoints_
     together = train_together(40, states)  # resumes both seeds from step 20
     assert together.step.tolist() == [40, 40]
     for i, (key, seed_data) in enumerate(zip(keys, (data, other))):
-        apart = run(init_policy(key, model, tx, (5,)), step, seed_data, 40)
+        apart = run(init_policy(key, model, tx, jnp.zeros((1, 5))), step, seed_data, 40)
         for a, b in zip(jax.tree.leaves(apart.params), jax.tree.leaves(together.params)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b)[i], rtol=1e-5, atol=1e-6)
         restored = TrainStateCheckpoints(tmp_path / f"seed{i}" / "ckpt").restore(apart)
