@@ -37,6 +37,7 @@ def direct_step_s(size: tuple[int, int], steps: int, actions: np.ndarray) -> flo
     """Seconds per step of the simulator and its camera alone."""
     env = MetaWorldTask("assembly-v3", max_steps=steps, action_repeat=2)
     env.reset(0)
+    env.render(size[1], size[0])  # the renderer is built on the first frame: not part of a step
     start = time.perf_counter()
     for action in actions:
         env.step(action)
