@@ -107,7 +107,7 @@ def test_image_pipeline_runs_end_to_end_on_rendered_frames(tmp_path):
     proprio = tmp_path / "images_proprio"
     shutil.copytree(workdir / "data", proprio / "data")
     done = cli("clam_jax.train", "--config=configs/metaworld_images.py:tiny", f"--workdir={proprio}",
-               "--config.proprio=True")
+               "--config.proprio=True", "--config.methods=('clam',)")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "collect" not in done.stderr
     spec = json.loads((proprio / "clam" / "policy" / "policy.json").read_text())

@@ -59,7 +59,6 @@ class RobotServer:
         self.idle_stop_s, self.max_bytes, self.clock = idle_stop_s, max_bytes, clock
         self.greeted = self.initialised = self.moving = False
         self.last_request = clock()
-        self.served = 0
         self._stop = threading.Event()
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.REP)
@@ -80,7 +79,6 @@ class RobotServer:
             while not self._stop.is_set():
                 if poller.poll(timeout=20):
                     self._socket.send(self.handle(self._socket.recv()))
-                    self.served += 1
                 self.watchdog()
         finally:
             self._socket.close()
