@@ -63,6 +63,8 @@ class SimBackend:
             raise ValueError(f"images of {self.image_shape} pixels: each side must be in [8, 1024]")
         task, max_steps, repeat = (params.get("task", "assembly-v3"), int(params.get("max_steps", 100)),
                                    int(params.get("action_repeat", 2)))
+        if not (1 <= max_steps <= 100_000 and 1 <= repeat <= 100):
+            raise ValueError(f"max_steps {max_steps} or action_repeat {repeat} out of range")
         if self.env is None or (self.env.task, self.env.max_steps, self.env.action_repeat) != (task, max_steps,
                                                                                               repeat):
             self.close()
