@@ -200,9 +200,9 @@ def test_stage1_grounds_latents_in_proprioception_the_frames_do_not_show():
     unlabeled, _ = blank_frames_moved_arm_episodes(rng, 32)
     labeled, actions = blank_frames_moved_arm_episodes(rng, 16)
     with_proprio = train_tiny_stage1(unlabeled, labeled, actions, proprio_dim=2)[1]["decoder_loss"]
-    frames_only = train_tiny_stage1(unlabeled["image"], labeled["image"], actions)[1]["decoder_loss"]
-    assert frames_only > 0.25  # about the actions' variance, 1/3: blank frames say nothing
-    assert with_proprio < 0.5 * frames_only  # measured 0.10 against 0.32
+    # Blank frames say nothing: from frames alone the decoder can do no better than the actions' variance
+    # (1/3; measured 0.32 by that control run). Measured with proprioception: 0.10.
+    assert with_proprio < 0.5 * actions[:, :-1].var()
 
 
 def test_impala_encoder_and_image_policy_shapes_and_ranges():
