@@ -3,7 +3,8 @@
   python -m clam_jax.collect --config=configs/metaworld.py:quick --workdir=runs/quick
   python -m clam_jax.collect --config=configs/dmc.py:quick --config.task=hopper-hop --workdir=runs/hopper
 
-MetaWorld: scripted and noisy behaviours (`clam_jax.envs.collection`). dm_control:
+MetaWorld: scripted and noisy behaviours (`clam_jax.envs.collection`). CALVIN: segments of its
+converted play data (`clam_jax.data.calvin_regime`; no simulation). dm_control:
 a SAC agent learns the task online (checkpointed in `<workdir>/data/agent`, so an
 interrupted collection resumes) and its buffer and final policy make the datasets
 (`clam_jax.envs.locomotion`), with the reference scores of the normalized return.
@@ -22,6 +23,7 @@ import numpy as np
 import tqdm
 
 from clam_jax.cli import FLAGS, run_cli, use_headless_rendering
+from clam_jax.data.calvin_regime import write_calvin_datasets
 from clam_jax.data.episodes import Episodes, dataset_exists, read_statistics, write_episodes
 from clam_jax.data.statistics import dataset_statistics
 from clam_jax.envs.agent import AgentSchedule, train_agent
@@ -44,8 +46,13 @@ def data_dir(workdir) -> Path:
 
 def collection_signature(config) -> dict:
     images = {"image_size": config.image_size} if config.image_size else {}
-    recipe = ({"agent": config.agent.to_dict(), "data": config.data.to_dict()} if "agent" in config else
-              {"datasets": {name: config.data[name].to_dict() for name in DATASETS}})
+    suite = suite_of(config.task)
+    if suite == "dmc":
+        recipe = {"agent": config.agent.to_dict(), "data": config.data.to_dict()}
+    elif suite == "calvin":
+        recipe = {"calvin": {k: v for k, v in config.data.to_dict().items() if k != "calvin_dir"}}
+    else:
+        recipe = {"datasets": {name: config.data[name].to_dict() for name in DATASETS}}
     return {"task": config.task, "seed": config.seed, "max_steps": config.max_steps,
             "action_repeat": config.action_repeat, **images, **recipe}
 
@@ -102,6 +109,8 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
     missing = [name for name in DATASETS if not dataset_exists(root / name)]
     if missing and suite_of(config.task) == "dmc":
         collect_locomotion_datasets(config, root, missing)
+    elif missing and suite_of(config.task) == "calvin":
+        write_calvin_datasets(config, root, missing)
     elif missing:
         with EpisodeCollector(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat,
                               num_workers=config.data.num_workers, image_size=config.image_size) as collector:

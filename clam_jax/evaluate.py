@@ -29,6 +29,10 @@ flags.DEFINE_float("rate_hz", 5.0, "Control rate on the robot (policy steps per 
 flags.DEFINE_float("timeout_s", 5.0, "Give up on the robot when a reply takes longer than this.")
 flags.DEFINE_string("camera", None, "The robot camera the policy sees (default: the robot's only camera).")
 flags.DEFINE_bool("ask_outcome", None, "Ask the operator for each episode's outcome (default: when interactive).")
+flags.DEFINE_enum("chunk_execution", None, ["ensemble", "open_loop"], "How a policy that predicts chunks of "
+                  "actions acts: temporal ensembling or each chunk executed whole (default: its training config's).")
+flags.DEFINE_float("ensemble_m", None, "Temporal ensembling's weight m: exp(-m * i) for the i-th oldest "
+                   "prediction (default: its training config's).")
 FLAGS = flags.FLAGS
 
 
@@ -41,7 +45,7 @@ def main(argv):
     from clam_jax.rollout.saved_policy import load_policy
 
     try:
-        act, spec = load_policy(FLAGS.policy)
+        act, spec = load_policy(FLAGS.policy, execution=FLAGS.chunk_execution, ensemble_m=FLAGS.ensemble_m)
         result = on_robot(act, spec) if FLAGS.robot else in_simulation(act, spec)
     except ClamError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -55,6 +59,7 @@ def main(argv):
 
 
 def in_simulation(act, spec: dict) -> dict:
+    from clam_jax.envs.tasks import task_options
     from clam_jax.rollout.evaluation import evaluate
     from clam_jax.rollout.videos import save_videos
 
@@ -62,7 +67,7 @@ def in_simulation(act, spec: dict) -> dict:
                       max_steps=spec["max_steps"], action_repeat=spec["action_repeat"],
                       num_workers=FLAGS.num_workers, videos=FLAGS.videos,
                       image_size=spec["image_size"] if spec.get("observation") == "image" else 0,
-                      proprio_dims=spec.get("proprio_dims", 0))
+                      proprio_dims=spec.get("proprio_dims", 0), env_options=task_options(spec["config"]))
     frames = result.pop("frames", None)
     if frames is not None:
         save_videos(Path(FLAGS.policy) / f"videos_{FLAGS.split}", frames)

@@ -26,9 +26,9 @@ from clam_jax.models.lam import MLPPolicy
 from clam_jax.models.mlp import MLP
 from clam_jax.models.policies import make_policy, with_idm_encoder
 from clam_jax.rollout.saved_policy import policy_exists, save_policy
-from clam_jax.stages import (Run, decoder_spec, flat_windows, lam_and_decoder, last_metrics, on_host,
-                             policy_model, policy_spec, seeded_program, train_regression, train_stage, train_stage1,
-                             transition_actions, transition_observations)
+from clam_jax.stages import (Run, decoder_spec, episode_actions, flat_windows, lam_and_decoder, last_metrics,
+                             on_host, policy_model, policy_spec, policy_targets, seeded_program, train_regression,
+                             train_stage, train_stage1, transition_actions, transition_observations)
 from clam_jax.training.optim import make_optimizer
 from clam_jax.training.sharding import batch_split
 
@@ -112,7 +112,7 @@ def run_clam(runs: list[Run], mesh, method: str = "clam") -> None:
         init_params = [with_idm_encoder(model.init(jax.random.key(run.config.seed), example), params)
                        for run, params in zip(runs, lam_params)]
     states = train_regression(runs, mesh, method, "policy", model, inputs,
-                              [z.reshape(-1, z.shape[-1]) for z in latents], hparams=config.policy,
+                              [policy_targets(config, z) for z in latents], hparams=config.policy,
                               seed_offset=1, init_params=init_params)
     for run, state, decoder_params in zip(runs, states, decoders):
         spec = policy_spec(run.config, method, run.normalizer, config.lam.latent_dim, False, decoder_spec(config),
@@ -139,11 +139,12 @@ def run_lapo(runs: list[Run], mesh) -> None:
 
 def _train_action_policy(runs: list[Run], mesh, method: str, inputs: list, targets: list, *, seed_offset: int,
                          init_params: list | None = None, encoders: list | None = None, encoder=None) -> None:
-    """Trains a tanh-squashed policy on (inputs, true or inferred actions) per run and saves it, with the
-    encoder the inputs came from if any."""
+    """Trains a tanh-squashed policy on (inputs, true or inferred actions [N, T, A] of each episode) per run and
+    saves it, with the encoder the inputs came from if any."""
     config = runs[0].config
     model = make_policy(policy_model(config, task_dims(config.task)[1], squash=True))
-    states = train_regression(runs, mesh, method, "policy", model, inputs, targets, hparams=config.policy,
+    states = train_regression(runs, mesh, method, "policy", model, inputs,
+                              [policy_targets(config, y) for y in targets], hparams=config.policy,
                               seed_offset=seed_offset, init_params=init_params)
     for i, (run, state) in enumerate(zip(runs, states)):
         params = {"policy": state.params, **({"encoder": encoders[i]} if encoders else {})}
@@ -160,7 +161,7 @@ def run_bc(runs: list[Run], mesh, method: str = "bc") -> None:
     episodes = [run.datasets[_POLICY_DATA[method]] for run in runs]
     _train_action_policy(runs, mesh, method,
                          [transition_observations(e.observations, run.normalizer) for e, run in zip(episodes, runs)],
-                         [transition_actions(e) for e in episodes], seed_offset=2)
+                         [episode_actions(e) for e in episodes], seed_offset=2)
     _record(runs, method, "policy", start,
             [{"steps": run.config.policy.steps, "episodes": e.num_episodes} for e, run in zip(episodes, runs)])
 
@@ -193,7 +194,8 @@ def run_vpt(runs: list[Run], mesh) -> None:
     start = time.perf_counter()
     _train_action_policy(runs, mesh, "vpt", [transition_observations(run.datasets["expert"].observations,
                                                                      run.normalizer) for run in runs],
-                         labels, seed_offset=5)
+                         [y.reshape(run.datasets["expert"].num_episodes, -1, y.shape[-1])
+                          for run, y in zip(runs, labels)], seed_offset=5)
     _record(runs, "vpt", "policy", start, [{"steps": config.policy.steps}] * len(runs))
 
 
@@ -221,8 +223,8 @@ def run_lapa(runs: list[Run], mesh) -> None:
     inputs = [transition_observations(run.datasets["expert"].observations, run.normalizer) for run in runs]
     latent_policy = make_policy(policy_model(config, config.lam.latent_dim, squash=False))
     pretrained = train_regression(runs, mesh, "lapa", "latent_policy", latent_policy, inputs,
-                                  [z.reshape(len(x), -1) for z, x in zip(latents, inputs)], hparams=config.policy,
-                                  seed_offset=6)
+                                  [policy_targets(config, z.reshape(*z.shape[:2], -1)) for z in latents],
+                                  hparams=config.policy, seed_offset=6)
     _record(runs, "lapa", "pretraining", start,
             [{"stage1_steps": config.stage1.steps, "latent_policy_steps": config.policy.steps}] * len(runs))
 
@@ -232,7 +234,7 @@ def run_lapa(runs: list[Run], mesh) -> None:
     init_params = [with_hidden_layers_of(action_policy.init(jax.random.key(run.config.seed + 7), x[:1]),
                                          on_host(state.params))
                    for run, x, state in zip(runs, inputs, pretrained)]
-    _train_action_policy(runs, mesh, "lapa", inputs, [transition_actions(run.datasets["labeled"]) for run in runs],
+    _train_action_policy(runs, mesh, "lapa", inputs, [episode_actions(run.datasets["labeled"]) for run in runs],
                          seed_offset=7, init_params=init_params)
     _record(runs, "lapa", "policy", start, [{"steps": config.policy.steps}] * len(runs))
 
@@ -269,7 +271,7 @@ def run_dynamo(runs: list[Run], mesh) -> None:
         runs, mesh, "dynamo",
         [np.asarray(embed(encoder, transition_observations(run.datasets["labeled"].observations, run.normalizer)))
          for run, encoder in zip(runs, encoders)],
-        [transition_actions(run.datasets["labeled"]) for run in runs], seed_offset=9, encoders=encoders,
+        [episode_actions(run.datasets["labeled"]) for run in runs], seed_offset=9, encoders=encoders,
         encoder=dynamo.encoder_spec(model))
     _record(runs, "dynamo", "policy", start, [{"steps": config.policy.steps}] * len(runs))
 

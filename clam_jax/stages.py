@@ -30,6 +30,7 @@ from clam_jax.errors import ConfigError, DataError
 from clam_jax.methods import clam
 from clam_jax.methods.policy import init_policy, make_policy_step
 from clam_jax.models.lam import ActionDecoder, make_latent_action_model
+from clam_jax.rollout.chunking import chunk_targets
 from clam_jax.training.checkpoints import TrainStateCheckpoints
 from clam_jax.training.loop import device_inputs, make_multi_step, make_multi_update, train
 from clam_jax.training.metrics import MetricWriter
@@ -226,7 +227,8 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
                      hparams, seed_offset: int, init_params: list | None = None) -> list:
     """Fits `model(inputs[i]) ~ targets[i]` for every run by MSE with the recipe in `hparams` (lr,
     weight_decay, warmup, clip, batch_size, steps), from `init_params[i]` (host arrays) if given: the
-    policies, and the action decoder when it is trained after the LAM. A state per run."""
+    policies, and the action decoder when it is trained after the LAM. A target is an array [M, out], or the
+    chunks of a policy that predicts several steps (`policy_targets`). A state per run."""
     tx = make_optimizer(lr=hparams.lr, weight_decay=hparams.weight_decay, warmup=hparams.warmup,
                         clip=hparams.clip)
 
@@ -234,7 +236,7 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
         return init_policy(key, model, tx, jax.tree.map(lambda x: x[:1], inputs[0]), params=params)
 
     step = make_policy_step(model, tx, batch_size=hparams.batch_size, batch_sharding=batch_split(mesh))
-    data = [{"inputs": x, "targets": y} for x, y in zip(inputs, targets)]
+    data = [{"inputs": x, **(y if isinstance(y, dict) else {"targets": y})} for x, y in zip(inputs, targets)]
     state, multi_step, data_inputs = seeded_program(
         runs, mesh, init, data, step, seed_offset=seed_offset,
         init_args=None if init_params is None else [(params,) for params in init_params])
@@ -244,8 +246,10 @@ def train_regression(runs: list[Run], mesh, method: str, stage: str, model, inpu
 def policy_model(config, out_dim: int, squash: bool, image_encoder: str | None = None) -> dict:
     """The spec of every policy (latent or action) of the config, for `clam_jax.models.policies.make_policy`:
     an `MLPPolicy` on states, an `ImagePolicy` on frames whose encoder is `config.policy.image_encoder` unless
-    `image_encoder` says otherwise ("space_time": the architecture of the Space-Time LAM's IDM encoder)."""
-    spec = {"kind": "mlp", "out_dim": out_dim, "hidden": list(config.policy.hidden), "squash": squash,
+    `image_encoder` says otherwise ("space_time": the architecture of the Space-Time LAM's IDM encoder). It
+    outputs `config.policy.chunk` steps of `out_dim` each."""
+    spec = {"kind": "mlp", "out_dim": out_dim * config.policy.chunk, "hidden": list(config.policy.hidden),
+            "squash": squash,
             "dtype": config.train.compute_dtype}
     if config.observation == "image":
         window = window_length(config.lam.context, config.lam.future)
@@ -263,7 +267,7 @@ def policy_spec(config, method, normalizer, out_dim, squash, decoder=None, encod
             "observation": config.observation, "image_size": config.image_size,
             "proprio_dims": proprio_size(config),
             "max_steps": config.max_steps, "action_repeat": config.action_repeat,
-            "normalizer": normalizer.to_dict(),
+            "normalizer": normalizer.to_dict(), "chunk": config.policy.chunk,
             "policy": policy_model(config, out_dim, squash, image_encoder),
             "decoder": decoder, "encoder": encoder, "config": config.to_dict()}
 
@@ -279,9 +283,20 @@ def transition_observations(observations, normalizer):
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), current)
 
 
+def episode_actions(episodes: Episodes) -> np.ndarray:
+    """a_t for t in 0..T-1 of every episode: [N, T, A]."""
+    return episodes.actions[:, :-1]
+
+
 def transition_actions(episodes: Episodes) -> np.ndarray:
     """a_t for t in 0..T-1, flattened over episodes (aligned with `transition_observations` and `flat_windows`)."""
-    return episodes.actions[:, :-1].reshape(-1, episodes.actions.shape[-1])
+    return episode_actions(episodes).reshape(-1, episodes.actions.shape[-1])
+
+
+def policy_targets(config, targets: np.ndarray) -> dict:
+    """A policy's training targets from per-episode targets [N, T, D] (actions or latent actions), aligned with
+    `transition_observations`: the chunks of `config.policy.chunk` steps from each t (`chunk_targets`)."""
+    return chunk_targets(targets, config.policy.chunk)
 
 
 def flat_windows(config, normalizer, episodes: Episodes) -> np.ndarray:

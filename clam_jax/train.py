@@ -32,6 +32,7 @@ from jax.experimental.multihost_utils import sync_global_devices
 
 from clam_jax.cli import FLAGS, run_cli, use_headless_rendering
 from clam_jax.collect import collect_datasets
+from clam_jax.envs.tasks import task_options
 from clam_jax.errors import ConfigError
 from clam_jax.recipes import RECIPES
 from clam_jax.rollout.evaluation import evaluate
@@ -53,13 +54,14 @@ def run_evaluation(config, workdir: Path, method: str, log: StageLog) -> dict | 
     """
     if not log.done("eval"):
         start = time.perf_counter()
-        act, _ = load_policy(workdir / method / "policy")
+        act, _ = load_policy(workdir / method / "policy", execution=config.eval.chunk_execution,
+                             ensemble_m=config.eval.ensemble_m)
         if jax.process_index() == 0:
             result = evaluate(act, config.task, num_episodes=config.eval.episodes, split=config.eval.split,
                               max_steps=config.max_steps, action_repeat=config.action_repeat,
                               num_workers=config.eval.num_workers, videos=config.eval.videos,
                               image_size=config.image_size if config.observation == "image" else 0,
-                              proprio_dims=proprio_size(config))
+                              proprio_dims=proprio_size(config), env_options=task_options(config))
             frames = result.pop("frames", None)
             if frames is not None:
                 save_videos(workdir / method / "videos", frames)

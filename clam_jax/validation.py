@@ -1,9 +1,11 @@
 """Checks run on a config before anything is collected or compiled."""
+from clam_jax.envs import calvin
 from clam_jax.envs.behaviors import check_behavior
 from clam_jax.envs.tasks import suite_of
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
 from clam_jax.models.policies import IMAGE_ENCODERS
+from clam_jax.rollout.chunking import EXECUTIONS
 
 KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
 IMAGE_METHODS = ("clam", "bc", "bc_expert", "lapo")  # the others' networks are MLPs over state vectors
@@ -44,14 +46,35 @@ def validate_config(config) -> None:
         raise ConfigError(f"config.train.input must be 'device' or 'stream', got {config.train.input!r}.")
     if config.eval.split not in ("val", "test"):
         raise ConfigError(f"config.eval.split must be 'val' or 'test', got {config.eval.split!r}.")
+    if config.policy.chunk < 1:
+        raise ConfigError(f"config.policy.chunk (steps each policy predicts) must be >= 1, got {config.policy.chunk}.")
+    if config.eval.chunk_execution not in EXECUTIONS:
+        raise ConfigError(f"config.eval.chunk_execution must be one of {EXECUTIONS}, "
+                          f"got {config.eval.chunk_execution!r}.")
+    if config.eval.ensemble_m < 0:
+        raise ConfigError(f"config.eval.ensemble_m must be >= 0, got {config.eval.ensemble_m}.")
+
+
+_SUITES = {"metaworld": ("MetaWorld", "configs/metaworld.py"), "dmc": ("dm_control", "configs/dmc.py"),
+           "calvin": ("CALVIN", "configs/calvin.py")}
+
+
+def _regime_suite(config) -> str:
+    """The suite whose data regime the config describes."""
+    if "agent" in config:
+        return "dmc"
+    return "calvin" if "converted" in config.data else "metaworld"
 
 
 def _validate_data(config) -> None:
-    locomotion = suite_of(config.task) == "dmc"
-    if locomotion != ("agent" in config):
-        raise ConfigError(f"{config.task} is a {'dm_control' if locomotion else 'MetaWorld'} task; use it with "
-                          f"{'configs/dmc.py' if locomotion else 'configs/metaworld.py'}, whose data regime is "
-                          "made for it.")
+    suite = suite_of(config.task)
+    if suite != _regime_suite(config):
+        name, path = _SUITES[suite]
+        raise ConfigError(f"{config.task} is a {name} task; use it with {path}, whose data regime is made for it.")
+    if suite == "calvin":
+        _validate_calvin(config)
+        return
+    locomotion = suite == "dmc"
     for name in ("labeled", "expert") if locomotion else ("unlabeled", "labeled", "expert"):
         spec = config.data[name]
         if spec.episodes < 1:
@@ -60,6 +83,24 @@ def _validate_data(config) -> None:
             check_behavior(behavior)
     if locomotion and config.observation == "image":
         raise ConfigError("dm_control datasets hold states only: use config.observation='state'.")
+
+
+def _validate_calvin(config) -> None:
+    data = config.data
+    if not data.converted:
+        raise ConfigError("Set config.data.converted to the output of `python -m clam_jax.data.calvin` (CALVIN's "
+                          "play data converted to clam_jax datasets).")
+    if not 0 < data.unlabeled_fraction <= 1:
+        raise ConfigError(f"config.data.unlabeled_fraction must be in (0, 1], got {data.unlabeled_fraction}.")
+    unknown = [task for task in data.labeled.tasks if task not in calvin.TASKS]
+    if unknown:
+        raise ConfigError(f"config.data.labeled.tasks has tasks CALVIN does not: {unknown}; use some of "
+                          f"{list(calvin.TASKS)}.")
+    if calvin.target_task(config.task) in data.labeled.tasks:
+        raise ConfigError(f"config.data.labeled.tasks holds the target task {calvin.target_task(config.task)!r}; "
+                          "the experiment transfers to a task without action labels.")
+    if data.labeled.episodes < 0 or data.expert.episodes < 0:
+        raise ConfigError("config.data.labeled.episodes and config.data.expert.episodes must be >= 0 (0: all).")
 
 
 def _validate_observation(config) -> None:

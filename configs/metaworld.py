@@ -92,6 +92,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.policy.image_encoder = "impala"
     c.policy.impala = ml_collections.ConfigDict(dict(channels=(16, 32, 32), features=256))
     c.policy.init_from_idm = False
+    # Action chunking (paper Appendix F, its real-robot policies: 5): every policy predicts the next `chunk`
+    # steps' actions (CLAM: latent actions, each decoded); clam_jax.rollout.chunking.
+    c.policy.chunk = 1
 
     c.methods = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
     # LAPO's and LAPA's LAMs quantize their latents as LAPO does: 2 codebooks of 64 codewords, 4 tokens
@@ -127,6 +130,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.eval.split = "test"  # "val" for development; "test" variations are for reporting only
     c.eval.num_workers = 0
     c.eval.videos = 0  # episodes to render to workdir/videos (needs MUJOCO_GL=egl)
+    # How a chunking policy acts: "ensemble" (queried every step, its predictions for a step averaged with
+    # weights exp(-m * age rank), m = ensemble_m; the paper's 0.5) or "open_loop" (each chunk executed whole).
+    c.eval.chunk_execution = "ensemble"
+    c.eval.ensemble_m = 0.5
 
     if variant == "quick":
         c.data.unlabeled.episodes = 400

@@ -437,17 +437,19 @@ def test_bridgedata_replies_that_would_run_code_are_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained_policy(tmp_path_factory):
+    """A tiny CLAM policy that predicts chunks of 3 latent actions, executed with temporal ensembling."""
     workdir = tmp_path_factory.mktemp("bridge_policy")
     done = subprocess.run([sys.executable, "-m", "clam_jax.train", "--config=configs/metaworld.py:tiny",
-                           "--config.methods=('bc',)", f"--workdir={workdir}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                           "--config.methods=('clam',)", "--config.policy.chunk=3", f"--workdir={workdir}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return workdir / "bc" / "policy"
+    return workdir / "clam" / "policy"
 
 
 def test_policy_through_the_bridge_matches_the_policy_in_simulation(trained_policy):
     """`clam_jax.evaluate --robot` against a server process with the simulated arm: the same variations give
-    the same successes and, up to float rounding of batched inference, the same returns."""
+    the same successes and, up to float rounding of batched inference, the same returns (chunks ensembled
+    episode by episode on the robot, the 4 episodes in lockstep in simulation)."""
     server = subprocess.Popen([sys.executable, "-m", "clam_jax.bridge.server", "--backend=sim", "--port=0"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -458,6 +460,7 @@ def test_policy_through_the_bridge_matches_the_policy_in_simulation(trained_poli
         assert done.returncode == 0, done.stderr[-3000:]
     finally:
         os.killpg(server.pid, signal.SIGKILL)
+    assert json.loads((trained_policy / "policy.json").read_text())["chunk"] == 3
     on_robot = json.loads((trained_policy / "evaluation_robot.json").read_text())
     in_simulation = json.loads((trained_policy.parent / "summary.json").read_text())["eval"]
     assert on_robot["successes"] == in_simulation["successes"]

@@ -11,7 +11,7 @@ whose messages are lz4-compressed pickled dicts.
       reset {}, step_action {"action": 7-D delta with the gripper in [0, 1] (1 open), "blocking"}.
   {"type": "obs", "keys": set of observation keys} -> {"image": float [3 * S * S] in [0, 1], channels first,
       "state": 7-D, "full_image": uint8 [H, W, 3]}.
-Moves take 0.2 s. Replies are unpickled by `RestrictedUnpickler`, which admits
+Moves take 0.2 s. Replies are unpickled by `clam_jax.data.safe_pickle`, which admits
 numpy arrays, numpy scalars and plain containers and refuses every other global,
 so a reply cannot run code on the policy's machine.
 
@@ -19,7 +19,6 @@ so a reply cannot run code on the policy's machine.
 interface, so `clam_jax.bridge.rollout` and `clam_jax.evaluate --robot=bridgedata://HOST:PORT` use it.
 """
 import hashlib
-import io
 import json
 import pickle
 import time
@@ -29,6 +28,7 @@ import numpy as np
 
 from clam_jax.bridge.client import BridgeError, Closing, RequestSocket
 from clam_jax.bridge.protocol import Status
+from clam_jax.data.safe_pickle import restricted_loads
 
 ACTION_KEYS = ("init", "move", "gripper", "reset", "step_action")
 OBSERVATION_KEYS = ("image", "state", "full_image")
@@ -44,38 +44,13 @@ class WidowXStatus:
     NOT_INITIALIZED = 3
 
 
-def _allowed_globals() -> dict:
-    multiarray, numeric = np._core.multiarray, np._core.numeric
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               ("builtins", "set"): set, ("builtins", "frozenset"): frozenset}
-    for module in ("numpy._core", "numpy.core"):  # numpy >= 2 and numpy 1 pickles
-        allowed[f"{module}.multiarray", "_reconstruct"] = multiarray._reconstruct
-        allowed[f"{module}.multiarray", "scalar"] = multiarray.scalar
-        allowed[f"{module}.numeric", "_frombuffer"] = numeric._frombuffer
-    return allowed
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, numpy scalars, dicts, lists, tuples, sets, strings and numbers, and nothing else:
-    every global a pickle names must be one of `_ALLOWED`, looked up there (never imported by name)."""
-
-    _ALLOWED = _allowed_globals()
-
-    def find_class(self, module: str, name: str):
-        try:
-            return self._ALLOWED[module, name]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}: replies hold only numpy arrays "
-                                         "and plain containers") from None
-
-
 def dumps(message) -> bytes:
     return lz4.frame.compress(pickle.dumps(message))
 
 
 def loads(data: bytes):
     """A reply's message; `pickle.UnpicklingError` for one that names anything but arrays and containers."""
-    return RestrictedUnpickler(io.BytesIO(lz4.frame.decompress(data))).load()
+    return restricted_loads(lz4.frame.decompress(data))
 
 
 def config_json(port: int, action_keys=ACTION_KEYS, observation_keys=OBSERVATION_KEYS, version=VERSION) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from clam_jax.data.episodes import Episodes
 from clam_jax.data.observations import model_observations
 from clam_jax.errors import ConfigError
+from clam_jax.rollout.chunking import start_episodes
 
 OUTCOMES = ("success", "partial", "fail")
 
@@ -72,7 +73,8 @@ def bridge_action(action: np.ndarray, metres_per_unit: float) -> np.ndarray:
 
 def run_on_robot(act, client, spec: dict, seeds: list[int], *, pacer: Pacer, camera: str | None = None,
                  operator=None) -> tuple[dict, Episodes]:
-    """Runs `act` (a saved policy's action function) for one episode per seed on the robot behind `client`.
+    """Runs `act` (a saved policy's actor, reset before each episode) for one episode per seed on the robot
+    behind `client`.
 
     The outcome of an episode is the operator's (`operator(episode_index)` -> one of
     OUTCOMES) when given, else the simulator's success flag. Returns the evaluation
@@ -85,6 +87,7 @@ def run_on_robot(act, client, spec: dict, seeds: list[int], *, pacer: Pacer, cam
     states, actions, rewards, frames, outcomes, returns, step_times = [], [], [], [], [], [], []
     for episode, seed in enumerate(seeds):
         observation = client.reset(seed)
+        start_episodes(act)
         episode_states, episode_frames = [observation["state"]], [camera_image(observation, camera)]
         episode_actions, episode_rewards, success = [], [], False
         for _ in range(steps):

@@ -52,23 +52,25 @@ def _builder_class():
     import tensorflow_datasets as tfds
 
     class ClamEpisodes(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-        """Episodes handed over in memory, written as RLDS in array_record files."""
+        """Episodes handed over in memory, batch by batch, written as RLDS in array_record files."""
 
         VERSION = tfds.core.Version(VERSION)
 
-        def __init__(self, *, episodes: Episodes, **kwargs):
-            self._episodes = episodes
+        def __init__(self, *, batches, **kwargs):
+            self._batches = batches
             super().__init__(**kwargs)
 
         def _info(self):
-            obs_dim = self._episodes.observations.shape[-1]
-            act_dim = self._episodes.actions.shape[-1]
-            images = self._episodes.images
+            example = next(iter(self._batches()))
+            obs_dim = example.observations.shape[-1]
+            act_dim = example.actions.shape[-1]
+            images = example.images
             image = {} if images is None else {
                 "image": tfds.features.Tensor(shape=images.shape[2:], dtype=np.uint8)}
             return tfds.core.DatasetInfo(
                 builder=self,
                 description="clam_jax episodes (RLDS): action[t] is taken at observation[t].",
+                disable_shuffling=True,  # records in the order written: indices into a dataset stay meaningful
                 features=tfds.features.FeaturesDict({
                     "steps": tfds.features.Dataset({
                         **image,
@@ -87,24 +89,31 @@ def _builder_class():
             return {"train": self._generate_examples()}
 
         def _generate_examples(self):
-            eps = self._episodes
-            length = eps.num_steps + 1
-            index = np.arange(length)
-            for i in range(eps.num_episodes):
-                yield i, {
-                    "steps": {
-                        "observation": eps.observations[i],
-                        "action": eps.actions[i],
-                        "reward": eps.rewards[i],
-                        "is_first": index == 0,
-                        "is_last": index == length - 1,
-                        "is_terminal": np.zeros(length, bool),
-                        **({} if eps.images is None else {"image": eps.images[i]}),
-                    },
-                    "episode_metadata": {"success": bool(eps.success[i]), "behavior": str(eps.behavior[i])},
-                }
+            key = 0
+            for eps in self._batches():
+                yield from _examples(eps, key)
+                key += eps.num_episodes
 
     return ClamEpisodes
+
+
+def _examples(eps: Episodes, first_key: int):
+    """(key, RLDS episode) pairs of a batch of episodes."""
+    length = eps.num_steps + 1
+    index = np.arange(length)
+    for i in range(eps.num_episodes):
+        yield first_key + i, {
+            "steps": {
+                "observation": eps.observations[i],
+                "action": eps.actions[i],
+                "reward": eps.rewards[i],
+                "is_first": index == 0,
+                "is_last": index == length - 1,
+                "is_terminal": np.zeros(length, bool),
+                **({} if eps.images is None else {"image": eps.images[i]}),
+            },
+            "episode_metadata": {"success": bool(eps.success[i]), "behavior": str(eps.behavior[i])},
+        }
 
 
 def dataset_exists(directory: str | os.PathLike) -> bool:
@@ -118,12 +127,18 @@ def write_episodes(directory: str | os.PathLike, episodes: Episodes, statistics:
     when complete, so an interrupted write never leaves a half dataset behind and
     an existing dataset is never overwritten.
     """
+    write_episode_batches(directory, lambda: [episodes], statistics)
+
+
+def write_episode_batches(directory: str | os.PathLike, batches, statistics: dict) -> None:
+    """`write_episodes` for a dataset too large to hold at once: `batches()` yields it as `Episodes` of the same
+    step count and shapes, one batch in memory at a time (it is called more than once)."""
     directory = Path(directory)
     if directory.exists():
         raise DataError(f"Dataset {directory} already exists; delete it first to regenerate it.")
     tmp = directory.with_name(directory.name + ".incomplete")
     shutil.rmtree(tmp, ignore_errors=True)
-    builder = _builder_class()(episodes=episodes, data_dir=str(tmp), file_format="array_record")
+    builder = _builder_class()(batches=batches, data_dir=str(tmp), file_format="array_record")
     builder.download_and_prepare()
     (tmp / STATS_FILE).write_text(json.dumps(statistics, indent=2))
     os.replace(tmp, directory)
@@ -161,11 +176,12 @@ def open_data_source(directory: str | os.PathLike):
         raise _corrupt(directory, e) from e
 
 
-def read_episodes(directory: str | os.PathLike) -> Episodes:
-    """Reads a dataset written by `write_episodes` into dense arrays, with clear errors."""
+def read_episodes(directory: str | os.PathLike, indices=None) -> Episodes:
+    """Reads a dataset written by `write_episodes` into dense arrays, with clear errors; only the episodes at
+    `indices` if given."""
     _, source = open_data_source(directory)
     try:
-        records = [source[i] for i in range(len(source))]
+        records = [source[int(i)] for i in (range(len(source)) if indices is None else indices)]
         observations = np.stack([r["steps"]["observation"] for r in records])
         actions = np.stack([r["steps"]["action"] for r in records])
         rewards = np.stack([r["steps"]["reward"] for r in records])

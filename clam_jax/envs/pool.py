@@ -12,9 +12,9 @@ import numpy as np
 from clam_jax.envs.tasks import make_task
 
 
-def _worker(conn, task: str, count: int, max_steps: int, action_repeat: int) -> None:
+def _worker(conn, task: str, count: int, max_steps: int, action_repeat: int, options: dict) -> None:
     warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
-    envs = [make_task(task, max_steps=max_steps, action_repeat=action_repeat) for _ in range(count)]
+    envs = [make_task(task, max_steps=max_steps, action_repeat=action_repeat, **options) for _ in range(count)]
     conn.send("ready")
     while True:
         command, payload = conn.recv()
@@ -33,16 +33,18 @@ def _worker(conn, task: str, count: int, max_steps: int, action_repeat: int) -> 
 
 
 class EnvPool:
-    """`num_envs` environments of one task (`clam_jax.envs.tasks`) in `num_workers` processes."""
+    """`num_envs` environments of one task (`clam_jax.envs.tasks`, with the suite's `options`) in `num_workers`
+    processes."""
 
-    def __init__(self, task: str, num_envs: int, *, max_steps: int, action_repeat: int, num_workers: int):
+    def __init__(self, task: str, num_envs: int, *, max_steps: int, action_repeat: int, num_workers: int,
+                 options: dict | None = None):
         num_workers = max(1, min(num_workers, num_envs))
         sizes = [len(s) for s in np.array_split(np.arange(num_envs), num_workers)]
         ctx = multiprocessing.get_context("spawn")
         self._conns, self._procs, self._sizes = [], [], sizes
         for size in sizes:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, task, size, max_steps, action_repeat), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, task, size, max_steps, action_repeat, options or {}), daemon=True)
             proc.start()
             self._conns.append(parent)
             self._procs.append(proc)

@@ -1,30 +1,49 @@
-"""One name space for every task: MetaWorld v3 (`assembly-v3`) and the dm_control suite (`cheetah-run`).
+"""One name space for every task: MetaWorld v3 (`assembly-v3`), the dm_control suite (`cheetah-run`) and CALVIN
+(`calvin-close_drawer`, trained on converted play data: `clam_jax.data.calvin`).
 
 The task name alone decides the simulator, the observation and action sizes
 and the environment class, so configs never restate them.
 """
 import functools
 
-from clam_jax.envs import dmc, metaworld
+from clam_jax.envs import calvin, dmc, metaworld
 from clam_jax.errors import ConfigError
 
 
 def suite_of(task: str) -> str:
-    """"metaworld" or "dmc"; a ConfigError naming similar tasks of both for any other name."""
+    """"metaworld", "dmc" or "calvin"; a ConfigError naming similar tasks for any other name."""
     if task in metaworld.task_names():
         return "metaworld"
     if task in dmc.task_names():
         return "dmc"
-    names = metaworld.task_names() + dmc.task_names()
+    if task in calvin.task_names():
+        return "calvin"
+    names = metaworld.task_names() + dmc.task_names() + calvin.task_names()
     close = [n for n in names if n.startswith(task.split("-")[0])][:6] or ["assembly-v3", "cheetah-run", "hopper-hop"]
     raise ConfigError(f"Unknown task {task!r}; use a MetaWorld v3 task or a dm_control <domain>-<task>, "
                       f"e.g. {', '.join(close)}.")
 
 
-def make_task(task: str, *, max_steps: int, action_repeat: int):
-    """The environment of `task` with MetaWorldTask's interface: reset(seed), step(action), render(), close()."""
-    cls = metaworld.MetaWorldTask if suite_of(task) == "metaworld" else dmc.DMControlTask
-    return cls(task, max_steps=max_steps, action_repeat=action_repeat)
+def make_task(task: str, *, max_steps: int, action_repeat: int, **options):
+    """The environment of `task` with MetaWorldTask's interface: reset(seed), step(action), render(), close();
+    `options` are the suite's own (`task_options`)."""
+    cls = {"metaworld": metaworld.MetaWorldTask, "dmc": dmc.DMControlTask, "calvin": calvin.CalvinTask}
+    return cls[suite_of(task)](task, max_steps=max_steps, action_repeat=action_repeat, **options)
+
+
+def task_options(config) -> dict:
+    """What a suite's environments need beyond the task (a config, or a saved policy's config dict): CALVIN's
+    download and the converted validation split its episodes start from."""
+    if suite_of(config["task"]) != "calvin":
+        return {}
+    converted = config["data"]["converted"]
+    return {"calvin_dir": config["data"]["calvin_dir"], "start_states_split": f"{converted}/validation"}
+
+
+def require_simulator(task: str) -> None:
+    """A ConfigError saying what to install when `task`'s simulator is not (CALVIN's is not on PyPI)."""
+    if suite_of(task) == "calvin":
+        calvin.require_simulator()
 
 
 @functools.cache
@@ -32,6 +51,8 @@ def task_dims(task: str) -> tuple[int, int]:
     """(observation size, action size) of `task`'s state vectors."""
     if suite_of(task) == "metaworld":
         return metaworld.OBS_DIM, metaworld.ACTION_DIM
+    if suite_of(task) == "calvin":
+        return calvin.OBS_DIM, calvin.ACTION_DIM
     env = dmc.DMControlTask(task)
     dims = env.obs_dim, env.action_dim
     env.close()

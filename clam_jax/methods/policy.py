@@ -33,7 +33,9 @@ def with_hidden_layers_of(params: dict, source: dict) -> dict:
 
 def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
     """step(state, data) -> (state, metrics) with data = {"inputs": [M, *obs], "targets": [M, out]} (inputs may
-    be dict observations, `clam_jax.data.observations`).
+    be dict observations, `clam_jax.data.observations`), or for chunked targets `{"targets": [M, chunk, out],
+    "mask": [M, chunk]}` (`clam_jax.rollout.chunking.chunk_targets`): the model's [B, chunk * out] outputs are
+    the chunk, and the loss averages over the steps the mask keeps.
 
     With a `batch_sharding`, the sampled batch is split over its devices (data parallelism).
     """
@@ -41,11 +43,14 @@ def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
     def step(state: PolicyState, data):
         index = jax.random.randint(jax.random.fold_in(state.rng, state.step), (batch_size,), 0,
                                    data["targets"].shape[0])
-        inputs, targets = split_batch(jax.tree.map(lambda x: x[index], (data["inputs"], data["targets"])),
-                                      batch_sharding)
+        batch = split_batch(jax.tree.map(lambda x: x[index], data), batch_sharding)
+        targets = batch["targets"]
 
         def loss_fn(params):
-            return jnp.mean(jnp.square(model.apply(params, inputs) - targets))
+            errors = jnp.square(model.apply(params, batch["inputs"]).reshape(targets.shape) - targets)
+            if "mask" not in batch:
+                return jnp.mean(errors)
+            return jnp.sum(errors * batch["mask"][..., None]) / (jnp.sum(batch["mask"]) * targets.shape[-1])
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

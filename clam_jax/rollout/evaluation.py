@@ -4,6 +4,8 @@ import numpy as np
 from clam_jax.data.observations import model_observations
 from clam_jax.envs.collection import default_num_workers
 from clam_jax.envs.pool import EnvPool
+from clam_jax.envs.tasks import require_simulator
+from clam_jax.rollout.chunking import start_episodes
 
 # Evaluation variations come from their own seed streams, disjoint from the data's
 # and independent of the training seed: "val" is for development, "test" for reporting.
@@ -16,22 +18,27 @@ def evaluation_seeds(split: str, num_episodes: int) -> list[int]:
 
 
 def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, action_repeat: int,
-             num_workers: int = 0, videos: int = 0, image_size: int = 0, proprio_dims: int = 0) -> dict:
-    """Runs `act(observations [N, D]) -> actions [N, A]` for one episode in each variation; with
+             num_workers: int = 0, videos: int = 0, image_size: int = 0, proprio_dims: int = 0,
+             env_options: dict | None = None) -> dict:
+    """Runs `act(observations [N, D]) -> actions [N, A]` for one episode in each variation (reset first if it
+    has memory, `clam_jax.rollout.chunking.start_episodes`); with
     `image_size` > 0 the observations are the corner camera's frames [N, image_size, image_size, 3] instead,
-    and with `proprio_dims` > 0 also the states' first entries (`clam_jax.data.observations`).
+    and with `proprio_dims` > 0 also the states' first entries (`clam_jax.data.observations`). `env_options`
+    are the suite's (`clam_jax.envs.tasks.task_options`).
 
     Returns per-episode successes and returns, the success rate, and `frames`
     ([videos, T + 1, H, W, 3] uint8) when videos > 0.
     """
+    require_simulator(task)
     with EnvPool(task, num_episodes, max_steps=max_steps, action_repeat=action_repeat,
-                 num_workers=num_workers or default_num_workers()) as pool:
+                 num_workers=num_workers or default_num_workers(), options=env_options) as pool:
 
         def observe(states):
             frames = np.stack(pool.render(range(num_episodes), (image_size, image_size))) if image_size else None
             return model_observations(states, frames, proprio_dims)
 
         obs = observe(pool.reset(evaluation_seeds(split, num_episodes)))
+        start_episodes(act)
         success = np.zeros(num_episodes, bool)
         returns = np.zeros(num_episodes)
         frames = [pool.render(range(videos))] if videos else []
