@@ -44,7 +44,8 @@ class EnvPool:
         self._conns, self._procs, self._sizes = [], [], sizes
         for size in sizes:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, task, size, max_steps, action_repeat, options or {}), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, task, size, max_steps, action_repeat, options or {}),
+                               daemon=True)
             proc.start()
             self._conns.append(parent)
             self._procs.append(proc)
