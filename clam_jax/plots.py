@@ -1,9 +1,11 @@
-"""PNG plots of experiment records: a bar chart per task (paper Figure 3) and sweep curves (Figure 4).
+"""PNG plots: experiment records as a bar chart per task (paper Figure 3) and sweep curves (Figure 4); a run's
+training curves; latent actions projected to 2-D.
 
-Records are those of `clam_jax.experiments`: method, variant, task, seed,
-success_rate (and normalized_return on dm_control), and for cells of a sweep,
-`sweep` and `sweep_point`. `metric` picks the plotted one.
+Records are those of `clam_jax.experiments` (or a run's results.json rows):
+method, variant, task, seed, success_rate (and normalized_return on dm_control),
+and for cells of a sweep, `sweep` and `sweep_point`. `metric` picks the plotted one.
 """
+import json
 from pathlib import Path
 
 import matplotlib
@@ -59,6 +61,46 @@ def sweep_plots(records: list[dict], directory: Path, metric: str = "success_rat
         ax.legend()
         paths.append(_save(fig, Path(directory) / f"sweep_{name}_{task}.png"))
     return paths
+
+
+def training_curves(workdir, directory: Path) -> list[Path]:
+    """`<directory>/curves_<method>.png` per method of the run in `workdir`: every stage's losses against the
+    step, from its metrics.jsonl (stage 1: reconstruction against the cheat loss, and the decoder's loss)."""
+    records = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+    stages = dict.fromkeys(r["stage"] for r in records)
+    paths = []
+    for method in dict.fromkeys(stage.split("/")[0] for stage in stages):
+        own = [stage for stage in stages if stage.split("/")[0] == method]
+        fig, axes = plt.subplots(1, len(own), figsize=(4.2 * len(own), 3.2), squeeze=False)
+        for ax, stage in zip(axes[0], own):
+            rows = [r for r in records if r["stage"] == stage]
+            keys = [k for k in ("recon_loss", "cheat_loss", "decoder_loss", "dynamics_loss") if k in rows[0]]
+            for key in keys or ["loss"]:
+                steps = [r["step"] for r in rows if np.isfinite(r.get(key, np.nan))]
+                ax.plot(steps, [r[key] for r in rows if np.isfinite(r.get(key, np.nan))], ".-", label=key)
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_title(stage)
+            ax.legend()
+        paths.append(_save(fig, Path(directory) / f"curves_{method}.png"))
+    return paths
+
+
+def latent_projection(latents: np.ndarray, actions: np.ndarray, path: Path, title: str = "") -> Path:
+    """Latent actions [M, Z] projected on their first two principal components, one panel per action
+    component coloured by its true value: a grounded latent space shows smooth colour gradients."""
+    centered = latents - latents.mean(0)
+    _, _, components = np.linalg.svd(centered, full_matrices=False)
+    projected = centered @ components[:2].T
+    dims = actions.shape[-1]
+    fig, axes = plt.subplots(1, dims, figsize=(3.2 * dims, 3.2), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        points = ax.scatter(projected[:, 0], projected[:, 1], c=actions[:, i], s=3, cmap="coolwarm")
+        fig.colorbar(points, ax=ax)
+        ax.set_title(f"{title} action[{i}]".strip())
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, Path(path))
 
 
 def _metric_axis(ax, metric: str) -> None:

@@ -138,14 +138,21 @@ def decoder_spec(config) -> dict:
             "hidden": list(config.decoder.hidden), "dtype": config.train.compute_dtype}
 
 
+def stage1_optimizers(config) -> tuple:
+    """The LAM's and the decoder's optimizers in stage 1."""
+    s1 = config.stage1
+    lam_tx = make_optimizer(lr=s1.lr, weight_decay=s1.weight_decay, warmup=s1.warmup, clip=s1.clip)
+    decoder_tx = make_optimizer(lr=s1.decoder_lr, weight_decay=s1.decoder_weight_decay, warmup=s1.warmup,
+                                clip=s1.clip)
+    return lam_tx, decoder_tx
+
+
 def train_stage1(runs: list[Run], mesh, method: str = "clam") -> list[clam.Stage1State]:
     """CLAM's stage 1 for `runs` (their configs are the first one's but for the seed); a state per run."""
     config = runs[0].config
     lam, decoder = lam_and_decoder(config)
     s1 = config.stage1
-    lam_tx = make_optimizer(lr=s1.lr, weight_decay=s1.weight_decay, warmup=s1.warmup, clip=s1.clip)
-    decoder_tx = make_optimizer(lr=s1.decoder_lr, weight_decay=s1.decoder_weight_decay, warmup=s1.warmup,
-                                clip=s1.clip)
+    lam_tx, decoder_tx = stage1_optimizers(config)
     init = functools.partial(clam.init_stage1, lam=lam, decoder=decoder, lam_tx=lam_tx, decoder_tx=decoder_tx)
     period = s1.decoder_every if s1.joint else 1  # the decoder step's period, unrolled in the scanned loop
     if config.train.input == "stream":

@@ -160,19 +160,20 @@ def make_stage1_step(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, batch_s
     return step
 
 
-def relabel(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
-    """Latent actions z_t for every transition of padded episodes (an array or dict observations): [N, T, latent_dim].
+def map_windows(fn, params, padded, window: int, *, batch_size: int) -> np.ndarray:
+    """`fn(params, windows [B, window, ...]) -> [B, ...]` for every transition of padded episodes (an array or
+    dict observations): [N, T, ...].
 
-    Runs the frozen IDM over fixed-size chunks of episodes (the last chunk padded)
-    so one compiled program serves the whole dataset.
+    Runs over fixed-size chunks of episodes (the last chunk padded) so one
+    compiled program serves the whole dataset.
     """
-    n, steps = first_leaf(padded).shape[0], num_transitions(padded, lam.window)
+    n, steps = first_leaf(padded).shape[0], num_transitions(padded, window)
     chunk = max(1, batch_size // steps)
 
     @jax.jit
-    def encode(params, episodes):
-        windows = all_windows(episodes, lam.window)
-        return lam.apply(params, windows, method=lam.idm).reshape(chunk, steps, -1)
+    def apply(params, episodes):
+        out = fn(params, all_windows(episodes, window))
+        return out.reshape(chunk, steps, *out.shape[1:])
 
     def filled(part):
         return np.concatenate([part, np.repeat(part[-1:], chunk - len(part), axis=0)])
@@ -180,8 +181,29 @@ def relabel(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
     out = []
     for start in range(0, n, chunk):
         part = jax.tree.map(lambda x: x[start:start + chunk], padded)
-        out.append(np.asarray(encode(lam_params, jax.tree.map(filled, part)))[: len(first_leaf(part))])
+        out.append(np.asarray(apply(params, jax.tree.map(filled, part)))[: len(first_leaf(part))])
     return np.concatenate(out)
+
+
+def relabel(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
+    """Latent actions z_t for every transition of padded episodes: [N, T, latent_dim] (the frozen IDM)."""
+    return map_windows(functools.partial(lam.apply, method=lam.idm), lam_params, padded, lam.window,
+                       batch_size=batch_size)
+
+
+def reconstruction_errors(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
+    """[N, T, 2]: for every transition the FDM's reconstruction error (as the stage-1 loss) and the cheat
+    loss MSE(o_t, o_{t+1}) of copying the current frame (paper Table 9's comparison)."""
+    current = lam.context
+
+    def errors(params, windows):
+        _, prediction = lam.apply(params, windows)
+        target, frames = lam.reconstruction_target(windows), lam.frames(windows)
+        per_window = jax.vmap(_mse)
+        cheat = per_window(*(jax.tree.map(lambda x: x[:, step], frames) for step in (current, current + 1)))
+        return jnp.stack([per_window(prediction, target), cheat], axis=-1)
+
+    return map_windows(errors, lam_params, padded, lam.window, batch_size=batch_size)
 
 
 def decoder_error(lam, decoder, lam_params, decoder_params, padded, actions, *, batch_size: int) -> float:

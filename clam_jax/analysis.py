@@ -1,0 +1,196 @@
+"""Does a latent action model's latent space mean something? Probes, decoder errors and latent statistics.
+
+For a finished run's LAM (a method with a stage-1 checkpoint and a saved policy:
+`clam`, `lapo`), on its own datasets, whose true actions the LAM never trained on
+except D_labeled's:
+- linear and MLP probes from z_t to a_t, fitted on 80% of D_unlabeled's episodes
+  and scored (R²) on the other 20% and on the expert episodes;
+- the action decoder's error on D_labeled (its training data), on D_unlabeled
+  (labels it never saw) and on the expert episodes;
+- the reconstruction error against the cheat loss MSE(o_t, o_{t+1});
+- the latents' per-dimension variance and effective rank, and for quantized
+  latents the share of codewords in use and their perplexity.
+`python -m clam_jax.analyze --workdir=RUN` prints the table, writes
+`<workdir>/analysis.json` and the plots of `clam_jax.plots`.
+"""
+import functools
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from clam_jax.errors import DataError
+from clam_jax.methods import clam
+from clam_jax.models.mlp import MLP
+from clam_jax.rollout.saved_policy import SPEC_FILE
+from clam_jax.stages import (lam_and_decoder, load_datasets, make_normalizer, padded_observations,
+                             stage1_optimizers)
+from clam_jax.training.checkpoints import TrainStateCheckpoints
+
+HELD_OUT = 0.2  # the share of D_unlabeled's episodes the probes are scored on
+
+
+def r2_score(targets: np.ndarray, predictions: np.ndarray) -> float:
+    """1 - residual / total sum of squares, pooled over the output dimensions (so a near-constant one cannot
+    dominate): 1 for perfect predictions, 0 for predicting the mean, negative for worse."""
+    residual = np.sum(np.square(targets - predictions))
+    total = np.sum(np.square(targets - targets.mean(0)))
+    return float(1.0 - residual / total)
+
+
+def linear_probe_r2(z_train, a_train, z_test, a_test) -> float:
+    """R² on (z_test, a_test) of the least-squares affine map fitted on (z_train, a_train)."""
+    def design(z):
+        return np.concatenate([z, np.ones((len(z), 1))], axis=1)
+
+    weights, *_ = np.linalg.lstsq(design(z_train), a_train, rcond=None)
+    return r2_score(a_test, design(z_test) @ weights)
+
+
+def mlp_probe_r2(z_train, a_train, z_test, a_test, *, hidden=(64, 64), steps: int = 2000, batch_size: int = 256,
+                 seed: int = 0) -> float:
+    """R² on the test pairs of a small MLP fitted by Adam (MSE) on standardized training latents."""
+    mean, std = z_train.mean(0), z_train.std(0) + 1e-6
+    model = MLP(hidden, a_train.shape[-1])
+    tx = optax.adam(1e-3)
+    params = model.init(jax.random.key(seed), jnp.zeros((1, z_train.shape[-1])))
+    x, y = jnp.asarray((z_train - mean) / std, jnp.float32), jnp.asarray(a_train, jnp.float32)
+
+    def step(carry, key):
+        params, opt_state = carry
+        index = jax.random.randint(key, (batch_size,), 0, len(x))
+        grads = jax.grad(lambda p: jnp.mean(jnp.square(model.apply(p, x[index]) - y[index])))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
+
+    keys = jax.random.split(jax.random.key(seed + 1), steps)
+    (params, _), _ = jax.jit(lambda carry: jax.lax.scan(step, carry, keys))((params, tx.init(params)))
+    predictions = np.asarray(model.apply(params, jnp.asarray((z_test - mean) / std, jnp.float32)))
+    return r2_score(a_test, predictions)
+
+
+def effective_rank(matrix: np.ndarray) -> float:
+    """exp of the entropy of the normalized singular values of the centered rows (Roy & Vetterli 2007): the
+    number of directions the rows really spread in, between 1 and the column count."""
+    singular = np.linalg.svd(matrix - matrix.mean(0), compute_uv=False)
+    p = singular / singular.sum()
+    p = p[p > 0]
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def codebook_usage(z: np.ndarray, codebooks: int, tokens: int, codebook_size: int) -> dict:
+    """For quantized latents [M, D] (every token one of its codebook's codewords): the share of codewords in
+    use and the perplexity of their use, each the mean over codebooks."""
+    parts = z.reshape(len(z), codebooks, tokens, -1)
+    usage, perplexity = [], []
+    for c in range(codebooks):
+        _, counts = np.unique(parts[:, c].reshape(-1, parts.shape[-1]), axis=0, return_counts=True)
+        p = counts / counts.sum()
+        usage.append(len(counts) / codebook_size)
+        perplexity.append(float(np.exp(-np.sum(p * np.log(p)))))
+    return {"codebook_usage": float(np.mean(usage)), "codebook_perplexity": float(np.mean(perplexity))}
+
+
+def load_method(workdir: Path, method: str):
+    """(config, LAM, its variables, decoder, the saved policy's decoder parameters) of a finished method."""
+    policy_dir = workdir / method / "policy"
+    checkpoints = workdir / method / "checkpoints" / "stage1"
+    if not (policy_dir / SPEC_FILE).exists() or not checkpoints.exists():
+        raise DataError(f"{workdir / method} has no finished LAM (stage-1 checkpoint and saved policy); "
+                        "analyse a method with a LAM and a decoder (clam, lapo) after training it.")
+    spec = json.loads((policy_dir / SPEC_FILE).read_text())
+    config = ml_collections.ConfigDict(spec["config"])
+    lam, decoder = lam_and_decoder(config)
+    like = clam.init_stage1(jax.random.key(0), lam, decoder, *stage1_optimizers(config))
+    store = TrainStateCheckpoints(checkpoints)
+    try:
+        lam_params = store.restore(like).lam_params
+    finally:
+        store.close()
+    decoder_params = ocp.StandardCheckpointer().restore(policy_dir / "params")["decoder"]
+    return config, lam, lam_params, decoder, decoder_params
+
+
+def analyze_method(workdir, method: str, *, probe_steps: int = 2000) -> dict:
+    """The analysis of `method`'s LAM in `workdir` (see the module's docstring), plus the latents and true
+    actions of the held-out D_unlabeled episodes for plots (`"latents"`, `"actions"`, not JSON)."""
+    workdir = Path(workdir)
+    config, lam, lam_params, decoder, decoder_params = load_method(workdir, method)
+    datasets, stats = load_datasets(config, workdir)
+    normalizer = make_normalizer(config, stats)
+    batch = config.train.relabel_batch_size
+    latents, actions, errors = {}, {}, {}
+    for name, episodes in datasets.items():
+        padded = padded_observations(config, normalizer, episodes)
+        latents[name] = clam.relabel(lam, lam_params, padded, batch_size=batch)
+        actions[name] = episodes.actions[:, : latents[name].shape[1]]
+        errors[name] = clam.reconstruction_errors(lam, lam_params, padded, batch_size=batch)
+    split = max(1, int(round((1 - HELD_OUT) * len(latents["unlabeled"]))))
+
+    def flat(x):
+        return x.reshape(-1, x.shape[-1])
+
+    z_fit, a_fit = flat(latents["unlabeled"][:split]), flat(actions["unlabeled"][:split])
+    held_out = {"held_out": (flat(latents["unlabeled"][split:]), flat(actions["unlabeled"][split:])),
+                "expert": (flat(latents["expert"]), flat(actions["expert"]))}
+    mlp_probe = functools.partial(mlp_probe_r2, steps=probe_steps)
+    decode = jax.jit(decoder.apply)
+    z_all = flat(latents["unlabeled"])
+    report = {
+        "method": method, "task": config.task, "latent_dim": int(z_all.shape[-1]),
+        **{f"{kind}_probe_r2_{name}": fit(z_fit, a_fit, *pair)
+           for kind, fit in (("linear", linear_probe_r2), ("mlp", mlp_probe)) for name, pair in held_out.items()},
+        **{f"decoder_mse_{name}": float(np.mean(np.square(np.asarray(decode(decoder_params, latents[name]))
+                                                          - actions[name]))) for name in datasets},
+        **{f"{kind}_loss_{name}": float(errors[name][..., i].mean())
+           for name in ("unlabeled", "expert") for i, kind in enumerate(("recon", "cheat"))},
+        "latent_variance": z_all.var(0).tolist(),
+        "effective_rank": effective_rank(z_all),
+    }
+    if config.lam.codebook_size:
+        report.update(codebook_usage(z_all, config.lam.codebooks, config.lam.tokens, config.lam.codebook_size))
+    return {**report, "latents": held_out["held_out"][0], "actions": held_out["held_out"][1]}
+
+
+def json_ready(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in ("latents", "actions")}
+
+
+ROWS = [("linear probe R² (held-out / expert)", "linear_probe_r2_held_out", "linear_probe_r2_expert"),
+        ("MLP probe R² (held-out / expert)", "mlp_probe_r2_held_out", "mlp_probe_r2_expert"),
+        ("decoder MSE (D_labeled / D_unlabeled)", "decoder_mse_labeled", "decoder_mse_unlabeled"),
+        ("decoder MSE (expert)", "decoder_mse_expert", None),
+        ("reconstruction / cheat loss (D_unlabeled)", "recon_loss_unlabeled", "cheat_loss_unlabeled"),
+        ("reconstruction / cheat loss (expert)", "recon_loss_expert", "cheat_loss_expert"),
+        ("effective rank / latent dim", "effective_rank", "latent_dim"),
+        ("codebook usage / perplexity", "codebook_usage", "codebook_perplexity")]
+
+
+def format_table(reports: list[dict]) -> str:
+    """A markdown table: one row per measure, one column per analysed method."""
+    def cell(report, key):
+        value = report.get(key)
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = ["| | " + " | ".join(r["method"] for r in reports) + " |", "|---|" + "---|" * len(reports)]
+    for label, first, second in ROWS:
+        if all(first not in r for r in reports):
+            continue
+        values = [cell(r, first) + ("" if second is None else " / " + cell(r, second)) for r in reports]
+        lines.append(f"| {label} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def analyze_run(workdir, methods=None, *, probe_steps: int = 2000) -> list[dict]:
+    """Analyses every method of the run with a LAM and a decoder (or `methods`); see `analyze_method`."""
+    workdir = Path(workdir)
+    found = [m for m in ("clam", "lapo") if (workdir / m / "checkpoints" / "stage1").exists()]
+    methods = list(methods or found)
+    if not methods:
+        raise DataError(f"{workdir} has no method with a LAM to analyse (clam, lapo); train one first.")
+    return [analyze_method(workdir, method, probe_steps=probe_steps) for method in methods]
