@@ -23,6 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from flax.traverse_util import flatten_dict
 
 from clam_jax.errors import DataError
 from clam_jax.methods import clam
@@ -83,17 +84,27 @@ def effective_rank(matrix: np.ndarray) -> float:
     return float(np.exp(-np.sum(p * np.log(p))))
 
 
-def codebook_usage(z: np.ndarray, codebooks: int, tokens: int, codebook_size: int) -> dict:
-    """For quantized latents [M, D] (every token one of its codebook's codewords): the share of codewords in
-    use and the perplexity of their use, each the mean over codebooks."""
-    parts = z.reshape(len(z), codebooks, tokens, -1)
+def codebook_usage(z: np.ndarray, codebook: np.ndarray, tokens: int) -> dict:
+    """For quantized latents [M, D] and their codebooks [C, K, d] (each latent is C x `tokens` tokens of d dims,
+    a token of codebook c one of its K codewords): the share of codewords in use and the perplexity of their
+    use, each the mean over codebooks. A token's codeword is its nearest, so float rounding cannot split one."""
+    num_codebooks, size, dim = codebook.shape
+    parts = z.reshape(len(z), num_codebooks, tokens, dim)
     usage, perplexity = [], []
-    for c in range(codebooks):
-        _, counts = np.unique(parts[:, c].reshape(-1, parts.shape[-1]), axis=0, return_counts=True)
-        p = counts / counts.sum()
-        usage.append(len(counts) / codebook_size)
+    for c in range(num_codebooks):
+        vectors = parts[:, c].reshape(-1, dim)
+        nearest = np.argmin(np.sum(codebook[c] ** 2, -1) - 2 * vectors @ codebook[c].T, axis=1)
+        counts = np.bincount(nearest, minlength=size)
+        p = counts[counts > 0] / counts.sum()
+        usage.append(len(p) / size)
         perplexity.append(float(np.exp(-np.sum(p * np.log(p)))))
     return {"codebook_usage": float(np.mean(usage)), "codebook_perplexity": float(np.mean(perplexity))}
+
+
+def _codebook(lam_params: dict) -> np.ndarray:
+    """The EMA codebook [C, K, d] among a quantized LAM's variables."""
+    [codebook] = [np.asarray(v) for path, v in flatten_dict(lam_params["vq"]).items() if path[-1] == "codebook"]
+    return codebook
 
 
 def load_method(workdir: Path, method: str):
@@ -153,7 +164,7 @@ def analyze_method(workdir, method: str, *, probe_steps: int = 2000) -> dict:
         "effective_rank": effective_rank(z_all),
     }
     if config.lam.codebook_size:
-        report.update(codebook_usage(z_all, config.lam.codebooks, config.lam.tokens, config.lam.codebook_size))
+        report.update(codebook_usage(z_all, _codebook(lam_params), config.lam.tokens))
     return {**report, "latents": held_out["held_out"][0], "actions": held_out["held_out"][1]}
 
 
@@ -175,7 +186,7 @@ def format_table(reports: list[dict]) -> str:
     """A markdown table: one row per measure, one column per analysed method."""
     def cell(report, key):
         value = report.get(key)
-        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
     lines = ["| | " + " | ".join(r["method"] for r in reports) + " |", "|---|" + "---|" * len(reports)]
     for label, first, second in ROWS:

@@ -256,8 +256,7 @@ def policy_model(config, out_dim: int, squash: bool, image_encoder: str | None =
     `image_encoder` says otherwise ("space_time": the architecture of the Space-Time LAM's IDM encoder). It
     outputs `config.policy.chunk` steps of `out_dim` each."""
     spec = {"kind": "mlp", "out_dim": out_dim * config.policy.chunk, "hidden": list(config.policy.hidden),
-            "squash": squash,
-            "dtype": config.train.compute_dtype}
+            "squash": squash, "dtype": config.train.compute_dtype}
     if config.observation == "image":
         window = window_length(config.lam.context, config.lam.future)
         idm_encoder = {k: v for k, v in config.lam.space_time.items() if k != "residual"}  # an FDM option

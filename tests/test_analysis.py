@@ -51,10 +51,10 @@ def test_effective_rank_counts_the_directions_rows_spread_in():
 
 
 def test_codebook_usage_counts_the_codewords_in_use():
-    codewords = np.arange(8, dtype=np.float32)[:, None] * np.ones((1, 2))  # 8 codewords of 2 dims
-    picks = np.random.default_rng(0).integers(0, 4, (1000, 2, 3))  # 2 codebooks x 3 tokens, 4 codewords used
-    z = codewords[picks].reshape(1000, -1)
-    usage = codebook_usage(z, codebooks=2, tokens=3, codebook_size=8)
+    codebook = np.stack([np.arange(8.0)[:, None] * np.ones((1, 2))] * 2)  # 2 codebooks of 8 codewords of 2 dims
+    picks = np.random.default_rng(0).integers(0, 4, (1000, 2, 3))  # 3 tokens per codebook, 4 codewords used
+    z = codebook[0][picks].reshape(1000, -1) + 1e-6  # straight-through outputs: codewords up to rounding
+    usage = codebook_usage(z, codebook, tokens=3)
     assert usage["codebook_usage"] == 0.5
     assert usage["codebook_perplexity"] == pytest.approx(4.0, rel=0.01)
 

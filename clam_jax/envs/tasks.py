@@ -20,15 +20,15 @@ def suite_of(task: str) -> str:
         return "calvin"
     names = metaworld.task_names() + dmc.task_names() + calvin.task_names()
     close = [n for n in names if n.startswith(task.split("-")[0])][:6] or ["assembly-v3", "cheetah-run", "hopper-hop"]
-    raise ConfigError(f"Unknown task {task!r}; use a MetaWorld v3 task or a dm_control <domain>-<task>, "
-                      f"e.g. {', '.join(close)}.")
+    raise ConfigError(f"Unknown task {task!r}; use a MetaWorld v3 task, a dm_control <domain>-<task> or a "
+                      f"calvin-<task>, e.g. {', '.join(close)}.")
 
 
 def make_task(task: str, *, max_steps: int, action_repeat: int, **options):
     """The environment of `task` with MetaWorldTask's interface: reset(seed), step(action), render(), close();
     `options` are the suite's own (`task_options`)."""
-    cls = {"metaworld": metaworld.MetaWorldTask, "dmc": dmc.DMControlTask, "calvin": calvin.CalvinTask}
-    return cls[suite_of(task)](task, max_steps=max_steps, action_repeat=action_repeat, **options)
+    classes = {"metaworld": metaworld.MetaWorldTask, "dmc": dmc.DMControlTask, "calvin": calvin.CalvinTask}
+    return classes[suite_of(task)](task, max_steps=max_steps, action_repeat=action_repeat, **options)
 
 
 def task_options(config) -> dict:
