@@ -13,7 +13,6 @@ except D_labeled's:
 `python -m clam_jax.analyze --workdir=RUN` prints the table, writes
 `<workdir>/analysis.json` and the plots of `clam_jax.plots`.
 """
-import functools
 import json
 from pathlib import Path
 
@@ -44,18 +43,18 @@ def r2_score(targets: np.ndarray, predictions: np.ndarray) -> float:
     return float(1.0 - residual / total)
 
 
-def linear_probe_r2(z_train, a_train, z_test, a_test) -> float:
-    """R² on (z_test, a_test) of the least-squares affine map fitted on (z_train, a_train)."""
+def linear_probe(z_train: np.ndarray, a_train: np.ndarray):
+    """The least-squares affine map from latents to actions, as a function of latents."""
     def design(z):
         return np.concatenate([z, np.ones((len(z), 1))], axis=1)
 
     weights, *_ = np.linalg.lstsq(design(z_train), a_train, rcond=None)
-    return r2_score(a_test, design(z_test) @ weights)
+    return lambda z: design(z) @ weights
 
 
-def mlp_probe_r2(z_train, a_train, z_test, a_test, *, hidden=(64, 64), steps: int = 2000, batch_size: int = 256,
-                 seed: int = 0) -> float:
-    """R² on the test pairs of a small MLP fitted by Adam (MSE) on standardized training latents."""
+def mlp_probe(z_train: np.ndarray, a_train: np.ndarray, *, hidden=(64, 64), steps: int = 2000,
+              batch_size: int = 256, seed: int = 0):
+    """A small MLP fitted by Adam (MSE) on standardized latents, as a function of latents."""
     mean, std = z_train.mean(0), z_train.std(0) + 1e-6
     model = MLP(hidden, a_train.shape[-1])
     tx = optax.adam(1e-3)
@@ -71,8 +70,7 @@ def mlp_probe_r2(z_train, a_train, z_test, a_test, *, hidden=(64, 64), steps: in
 
     keys = jax.random.split(jax.random.key(seed + 1), steps)
     (params, _), _ = jax.jit(lambda carry: jax.lax.scan(step, carry, keys))((params, tx.init(params)))
-    predictions = np.asarray(model.apply(params, jnp.asarray((z_test - mean) / std, jnp.float32)))
-    return r2_score(a_test, predictions)
+    return lambda z: np.asarray(model.apply(params, jnp.asarray((z - mean) / std, jnp.float32)))
 
 
 def effective_rank(matrix: np.ndarray) -> float:
@@ -149,13 +147,13 @@ def analyze_method(workdir, method: str, *, probe_steps: int = 2000) -> dict:
     z_fit, a_fit = flat(latents["unlabeled"][:split]), flat(actions["unlabeled"][:split])
     held_out = {"held_out": (flat(latents["unlabeled"][split:]), flat(actions["unlabeled"][split:])),
                 "expert": (flat(latents["expert"]), flat(actions["expert"]))}
-    mlp_probe = functools.partial(mlp_probe_r2, steps=probe_steps)
+    probes = {"linear": linear_probe(z_fit, a_fit), "mlp": mlp_probe(z_fit, a_fit, steps=probe_steps)}
     decode = jax.jit(decoder.apply)
     z_all = flat(latents["unlabeled"])
     report = {
         "method": method, "task": config.task, "latent_dim": int(z_all.shape[-1]),
-        **{f"{kind}_probe_r2_{name}": fit(z_fit, a_fit, *pair)
-           for kind, fit in (("linear", linear_probe_r2), ("mlp", mlp_probe)) for name, pair in held_out.items()},
+        **{f"{kind}_probe_r2_{name}": r2_score(a, probe(z))
+           for kind, probe in probes.items() for name, (z, a) in held_out.items()},
         **{f"decoder_mse_{name}": float(np.mean(np.square(np.asarray(decode(decoder_params, latents[name]))
                                                           - actions[name]))) for name in datasets},
         **{f"{kind}_loss_{name}": float(errors[name][..., i].mean())

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clam_jax.analysis import codebook_usage, effective_rank, linear_probe_r2, mlp_probe_r2, r2_score
+from clam_jax.analysis import _codebook, codebook_usage, effective_rank, linear_probe, mlp_probe, r2_score
 from clam_jax.errors import DataError
 
 ROOT = Path(__file__).parents[1]
@@ -33,13 +33,14 @@ def test_probes_find_latents_that_map_actions_and_not_noise():
     curved = np.tanh(linear)  # invertible but not linear
     half = len(actions) // 2
 
-    def scores(probe, z):
-        return probe(z[:half], actions[:half], z[half:], actions[half:])
+    def scores(fit, z):
+        """R² on the second half of a probe fitted on the first."""
+        return r2_score(actions[half:], fit(z[:half], actions[:half])(z[half:]))
 
-    assert scores(linear_probe_r2, linear) > 0.999
-    assert abs(scores(linear_probe_r2, noise)) < 0.05
-    assert scores(mlp_probe_r2, curved) > 0.9
-    assert scores(mlp_probe_r2, noise) < 0.1
+    assert scores(linear_probe, linear) > 0.999
+    assert abs(scores(linear_probe, noise)) < 0.05
+    assert scores(mlp_probe, curved) > 0.9
+    assert scores(mlp_probe, noise) < 0.1
 
 
 def test_effective_rank_counts_the_directions_rows_spread_in():
@@ -57,6 +58,17 @@ def test_codebook_usage_counts_the_codewords_in_use():
     usage = codebook_usage(z, codebook, tokens=3)
     assert usage["codebook_usage"] == 0.5
     assert usage["codebook_perplexity"] == pytest.approx(4.0, rel=0.01)
+
+
+def test_the_codebook_is_found_among_a_quantized_lams_variables():
+    import jax
+
+    from clam_jax.models.lam import make_latent_action_model
+
+    lam = make_latent_action_model("mlp", obs_dim=3, latent_dim=8, context=1, future=0, dtype="float32",
+                                   hidden=(8,), codebook_size=16, codebooks=2, tokens=2)
+    variables = lam.init(jax.random.key(0), lam.example_window())
+    assert _codebook(variables).shape == (2, 16, 2)
 
 
 def test_a_run_without_a_latent_action_model_is_explained(tmp_path):
@@ -86,6 +98,7 @@ def test_quickstart_notebook_runs_top_to_bottom_and_the_cli_analyses_its_run(tmp
     done = subprocess.run([sys.executable, "-m", "clam_jax.analyze", f"--workdir={tmp_path / 'run'}",
                            "--probe_steps=200"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "| linear probe R² (held-out / expert) |" in done.stdout
     [report] = json.loads((tmp_path / "run" / "analysis.json").read_text())
     assert report["method"] == "clam" and -1 <= report["linear_probe_r2_held_out"] <= 1
     assert report["recon_loss_unlabeled"] > 0 and report["cheat_loss_unlabeled"] > 0
