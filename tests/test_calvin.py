@@ -104,7 +104,7 @@ def test_an_interrupted_conversion_resumes_from_its_shards(calvin_dir, tmp_path)
     arrays["observations"][..., 1] = -7.0  # a mark that a shard converted again would not have
     np.savez(shards / "shard_00000.npz", **arrays)
     convert(calvin_dir, tmp_path / "resumed" / "training")
-    convert(calvin_dir, tmp_path / "straight" / "training")
+    convert(calvin_dir, tmp_path / "straight" / "training", workers=2)  # shards read by two processes
     resumed = read_episodes(tmp_path / "resumed" / "training")
     straight = read_episodes(tmp_path / "straight" / "training")
     assert (resumed.observations[:2, :, 1] == -7.0).all()  # the finished shard was kept

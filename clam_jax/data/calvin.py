@@ -99,18 +99,18 @@ def segment_arrays(split_dir: Path, start: int, steps: int, action_repeat: int, 
     return arrays
 
 
-def _convert_shard(job: tuple) -> int:
-    """Writes one shard's segments to its file (atomically); returns the shard's index."""
-    split_dir, path, segments, steps, action_repeat, image_size, index = job
+def _convert_shard(job: tuple) -> None:
+    """Writes one shard's segments to its file (atomically)."""
+    split_dir, path, segments, steps, action_repeat, image_size = job
     parts = [segment_arrays(Path(split_dir), start, steps, action_repeat, image_size) for start, _, _ in segments]
     arrays = {key: np.stack([part[key] for part in parts]) for key in parts[0]}
     partial = Path(path).with_suffix(".partial.npz")
     np.savez(partial, **arrays)
     os.replace(partial, path)
-    return index
 
 
 def shard_episodes(path: Path, tasks: list[str], with_images: bool = True) -> Episodes:
+    """A shard's segments as episodes: no rewards, each a success (an annotated segment completes its task)."""
     with np.load(path) as shard:
         observations, actions = shard["observations"], shard["actions"]
         images = shard["images"] if with_images and "images" in shard else None
@@ -138,8 +138,8 @@ def convert_split(split_dir: Path, out: Path, *, steps: int, action_repeat: int,
     (work / "params.json").write_text(json.dumps(params, indent=2))
     shards = [segments[i:i + shard_size] for i in range(0, len(segments), shard_size)]
     paths = [work / f"shard_{i:05d}.npz" for i in range(len(shards))]
-    jobs = [(str(split_dir), str(path), shard, steps, action_repeat, image_size, i)
-            for i, (path, shard) in enumerate(zip(paths, shards)) if not path.exists()]
+    jobs = [(str(split_dir), str(path), shard, steps, action_repeat, image_size)
+            for path, shard in zip(paths, shards) if not path.exists()]
     with tqdm.tqdm(total=len(shards), initial=len(shards) - len(jobs), desc=f"convert {split_dir.name}",
                    unit="shard") as bar:
         if workers > 1 and len(jobs) > 1:
