@@ -17,6 +17,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from clam_jax.errors import ClamError
+from clam_jax.rollout.chunking import EXECUTIONS
 
 flags.DEFINE_string("policy", None, "Directory of a saved policy (e.g. <workdir>/clam/policy).", required=True)
 flags.DEFINE_integer("episodes", 30, "Number of task variations to evaluate.")
@@ -29,7 +30,7 @@ flags.DEFINE_float("rate_hz", 5.0, "Control rate on the robot (policy steps per 
 flags.DEFINE_float("timeout_s", 5.0, "Give up on the robot when a reply takes longer than this.")
 flags.DEFINE_string("camera", None, "The robot camera the policy sees (default: the robot's only camera).")
 flags.DEFINE_bool("ask_outcome", None, "Ask the operator for each episode's outcome (default: when interactive).")
-flags.DEFINE_enum("chunk_execution", None, ["ensemble", "open_loop"], "How a policy that predicts chunks of "
+flags.DEFINE_enum("chunk_execution", None, list(EXECUTIONS), "How a policy that predicts chunks of "
                   "actions acts: temporal ensembling or each chunk executed whole (default: its training config's).")
 flags.DEFINE_float("ensemble_m", None, "Temporal ensembling's weight m: exp(-m * i) for the i-th oldest "
                    "prediction (default: its training config's).")

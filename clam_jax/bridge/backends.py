@@ -34,6 +34,14 @@ class RobotBackend(Protocol):
         """Releases the robot or simulator."""
 
 
+def widowx_action(action: np.ndarray) -> np.ndarray:
+    """A 7-D bridge action as BridgeData's WidowX takes it: the gripper command in [-1, 1] (1 closed) becomes
+    its opening in [0, 1] (1 open)."""
+    widowx = np.asarray(action, np.float64).copy()
+    widowx[6] = (1.0 - np.clip(widowx[6], -1.0, 1.0)) / 2.0
+    return widowx
+
+
 class SimBackend:
     """A MetaWorld task as the robot: its Sawyer arm moves its hand by the xyz delta and closes its gripper by the
     gripper command (rotations are ignored: MetaWorld's hand keeps its orientation), and its corner camera is the
@@ -136,9 +144,7 @@ class WidowXBackend:
         return self._observation()
 
     def step(self, action: np.ndarray, blocking: bool) -> dict:
-        widowx_action = np.asarray(action, np.float64).copy()
-        widowx_action[6] = (1.0 - widowx_action[6]) / 2.0  # BridgeData: 1 open, 0 closed
-        self.env.step(widowx_action, blocking=blocking)
+        self.env.step(widowx_action(action), blocking=blocking)
         self._steps += 1
         return self._observation()
 

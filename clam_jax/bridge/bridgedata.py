@@ -26,6 +26,7 @@ import time
 import lz4.frame
 import numpy as np
 
+from clam_jax.bridge.backends import widowx_action
 from clam_jax.bridge.client import BridgeError, Closing, RequestSocket
 from clam_jax.bridge.protocol import Status
 from clam_jax.data.safe_pickle import restricted_loads
@@ -120,9 +121,7 @@ class BridgeDataRobot(Closing):
         return self._observation()
 
     def step(self, action: np.ndarray, blocking: bool = True) -> dict:
-        widowx = np.asarray(action, np.float64).copy()
-        widowx[6] = (1.0 - np.clip(widowx[6], -1.0, 1.0)) / 2.0
-        self.client.act("step_action", {"action": widowx, "blocking": blocking})
+        self.client.act("step_action", {"action": widowx_action(action), "blocking": blocking})
         self._steps += 1
         return self._observation()
 
