@@ -136,9 +136,8 @@ def analyze_method(workdir, method: str, *, probe_steps: int = 2000) -> dict:
     latents, actions, errors = {}, {}, {}
     for name, episodes in datasets.items():
         padded = padded_observations(config, normalizer, episodes)
-        latents[name] = clam.relabel(lam, lam_params, padded, batch_size=batch)
+        latents[name], errors[name] = clam.latents_and_errors(lam, lam_params, padded, batch_size=batch)
         actions[name] = episodes.actions[:, : latents[name].shape[1]]
-        errors[name] = clam.reconstruction_errors(lam, lam_params, padded, batch_size=batch)
     split = max(1, int(round((1 - HELD_OUT) * len(latents["unlabeled"]))))
 
     def flat(x):

@@ -5,7 +5,8 @@ its converted play data (`clam_jax.data.calvin`) without it and needs it only to
 evaluate: scene D of a CALVIN download (`calvin_dir`, whose `validation/.hydra`
 configures the simulator), each episode starting from the first state of one
 of the target task's annotated segments in the converted validation split
-(`start_states`), CALVIN's task oracle deciding success against that start.
+(`evaluation_options` reads them once for all environments), CALVIN's task
+oracle deciding success against that start.
 States are robot_obs + scene_obs (39), actions CALVIN's relative actions (7,
 the gripper's sign its open/close command), each repeated `action_repeat` times.
 """
@@ -49,6 +50,14 @@ def require_simulator() -> None:
         raise ConfigError(MISSING)
 
 
+def evaluation_options(config) -> dict:
+    """`CalvinTask`'s options for a config (or a saved policy's config dict): the CALVIN download, and the start
+    states of the target's segments in the converted validation split."""
+    require_simulator()
+    split = f"{config['data']['converted']}/validation"
+    return {"calvin_dir": config["data"]["calvin_dir"], "starts": start_states(split, config["task"])}
+
+
 def start_states(converted_split: str, task: str) -> np.ndarray:
     """The first state of each of `task`'s segments in a converted split: [K, 39]."""
     from clam_jax.data.episodes import read_episodes, read_statistics
@@ -61,10 +70,9 @@ def start_states(converted_split: str, task: str) -> np.ndarray:
 
 
 class CalvinTask:
-    """One CALVIN scene-D simulator; an episode starts from the start state its seed draws."""
+    """One CALVIN scene-D simulator; an episode starts from the one of `starts` [K, 39] its seed draws."""
 
-    def __init__(self, task: str, *, max_steps: int, action_repeat: int, calvin_dir: str = "",
-                 start_states_split: str = ""):
+    def __init__(self, task: str, *, max_steps: int, action_repeat: int, calvin_dir: str, starts: np.ndarray):
         require_simulator()
         from calvin_env.envs.play_table_env import get_env
         from calvin_env.envs.tasks import Tasks
@@ -75,7 +83,7 @@ class CalvinTask:
         joint, threshold = DOOR_TASKS[name]
         self._oracle = Tasks({name: ["move_door_rel", joint, threshold]})
         self._env = get_env(Path(calvin_dir) / "validation", show_gui=False)
-        self._starts = start_states(start_states_split, task)
+        self._starts = starts
         self.task, self.max_steps, self.action_repeat = name, max_steps, action_repeat
         self.obs_dim, self.action_dim = OBS_DIM, ACTION_DIM
         self._steps, self._start_info = 0, None

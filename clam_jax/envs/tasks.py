@@ -32,12 +32,9 @@ def make_task(task: str, *, max_steps: int, action_repeat: int, **options):
 
 
 def task_options(config) -> dict:
-    """What a suite's environments need beyond the task (a config, or a saved policy's config dict): CALVIN's
-    download and the converted validation split its episodes start from."""
-    if suite_of(config["task"]) != "calvin":
-        return {}
-    converted = config["data"]["converted"]
-    return {"calvin_dir": config["data"]["calvin_dir"], "start_states_split": f"{converted}/validation"}
+    """What a suite's environments need beyond the task (a config, or a saved policy's config dict): for
+    CALVIN, its download and the start states of its episodes (`calvin.evaluation_options`)."""
+    return calvin.evaluation_options(config) if suite_of(config["task"]) == "calvin" else {}
 
 
 def require_simulator(task: str) -> None:

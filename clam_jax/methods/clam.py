@@ -191,19 +191,21 @@ def relabel(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
                        batch_size=batch_size)
 
 
-def reconstruction_errors(lam, lam_params, padded, *, batch_size: int) -> np.ndarray:
-    """[N, T, 2]: for every transition the FDM's reconstruction error (as the stage-1 loss) and the cheat
-    loss MSE(o_t, o_{t+1}) of copying the current frame (paper Table 9's comparison)."""
+def latents_and_errors(lam, lam_params, padded, *, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """In one pass over every transition of padded episodes: the latents z_t [N, T, latent_dim] (as `relabel`)
+    and [N, T, 2] the FDM's reconstruction error (as the stage-1 loss) and the cheat loss MSE(o_t, o_{t+1}) of
+    copying the current frame (paper Table 9's comparison)."""
     current = lam.context
 
-    def errors(params, windows):
-        _, prediction = lam.apply(params, windows)
+    def latents_then_errors(params, windows):
+        z, prediction = lam.apply(params, windows)
         target, frames = lam.reconstruction_target(windows), lam.frames(windows)
         per_window = jax.vmap(_mse)
         cheat = per_window(*(jax.tree.map(lambda x: x[:, step], frames) for step in (current, current + 1)))
-        return jnp.stack([per_window(prediction, target), cheat], axis=-1)
+        return jnp.concatenate([z, per_window(prediction, target)[:, None], cheat[:, None]], axis=-1)
 
-    return map_windows(errors, lam_params, padded, lam.window, batch_size=batch_size)
+    out = map_windows(latents_then_errors, lam_params, padded, lam.window, batch_size=batch_size)
+    return out[..., :-2], out[..., -2:]
 
 
 def decoder_error(lam, decoder, lam_params, decoder_params, padded, actions, *, batch_size: int) -> float:
