@@ -6,11 +6,14 @@ multi-step program as `clam_jax.train`, over in-memory synthetic episodes,
 and prints one JSON line: steps/s, samples/s, model FLOPs per step (XLA's cost
 analysis of the forward and backward passes; XLA counts a `lax.cond` as its
 costlier branch and a scan body once, so the two losses are analysed apart and
-weighted by how often each runs) and, where the device's peak is known,
-utilisation. A table of all measurements follows at the end.
+weighted by how often each runs), the kernels the compiled loop launches per
+step (small models on an accelerator are bound by their count, not by FLOPs)
+and, where the device's peak is known, utilisation. A table of all measurements
+follows at the end.
 """
 import functools
 import json
+import re
 import sys
 import time
 
@@ -24,7 +27,7 @@ from ml_collections import config_flags
 from clam_jax.data.windows import pad_episodes
 from clam_jax.methods import clam
 from clam_jax.models.lam import ActionDecoder, make_latent_action_model
-from clam_jax.training.loop import make_multi_step
+from clam_jax.training.loop import make_multi_step, usable_period
 from clam_jax.training.optim import make_optimizer
 from clam_jax.training.sharding import batch_split, init_replicated, make_mesh, put_replicated
 
@@ -105,16 +108,40 @@ def timed_dispatches(multi_step, state, data, steps_per_dispatch: int, min_secon
             return state, steps, elapsed
 
 
-def measure(config, mesh, spec) -> tuple[dict, dict]:
-    """One measurement; returns its JSON record and what a timed long run needs."""
+# Instructions of optimized HLO that launch nothing.
+BOOKKEEPING = ("parameter", "get-tuple-element", "tuple", "bitcast", "constant")
+
+
+def loop_kernels_per_step(hlo_text: str, steps_per_iteration: int) -> float | None:
+    """Kernels launched per step by the training loop of an optimized HLO module: the instructions, less
+    bookkeeping, of the body of the entry computation's largest while loop (fusions, library calls, copies).
+    None without a loop."""
+    entry = re.search(r"\nENTRY .*?\n}\n", hlo_text, re.S).group(0)
+    counts = []
+    for body in re.findall(r" while\(.*?\), condition=%[\w.\-]+, body=%([\w.\-]+)", entry):
+        text = re.search(r"\n%" + re.escape(body) + r" .*?\n}\n", hlo_text, re.S).group(0)
+        ops = re.findall(r"^\s*(?:ROOT )?%[\w.\-]+ = .*? ([a-z][\w\-]*)\(", text, re.M)
+        counts.append(sum(op not in BOOKKEEPING for op in ops))
+    return max(counts) / steps_per_iteration if counts else None
+
+
+def stage1_program(config, spec, batch_sharding):
+    """The measured LAM and decoder, `init(key) -> state` and the jitted program of K stage-1 steps."""
     lam, decoder = build_models(config, spec.model, spec.compute_dtype)
     lam_tx = make_optimizer(lr=3e-4, weight_decay=1e-3, warmup=1000, clip=1.0)
     decoder_tx = make_optimizer(lr=1e-3, weight_decay=0.01, warmup=1000, clip=1.0)
     step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=spec.batch,
                                  labeled_batch_size=spec.batch, decoder_every=config.decoder_every, beta=1.0,
-                                 batch_sharding=batch_split(mesh))
-    data = put_replicated(synthetic_data(config, lam), mesh)
+                                 batch_sharding=batch_sharding)
     init = functools.partial(clam.init_stage1, lam=lam, decoder=decoder, lam_tx=lam_tx, decoder_tx=decoder_tx)
+    multi_step = make_multi_step(step, spec.steps_per_dispatch, seeds=spec.seeds, period=config.decoder_every)
+    return lam, decoder, init, multi_step
+
+
+def measure(config, mesh, spec) -> tuple[dict, dict]:
+    """One measurement; returns its JSON record and what a timed long run needs."""
+    lam, decoder, init, multi_step = stage1_program(config, spec, batch_split(mesh))
+    data = put_replicated(synthetic_data(config, lam), mesh)
     if spec.seeds > 1:
         init = jax.vmap(init)
         keys = jax.random.split(jax.random.key(0), spec.seeds)
@@ -125,7 +152,10 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
     params = sum(x.size for x in jax.tree.leaves((single.lam_params, single.decoder_params)))
     flops = spec.seeds * model_flops_per_step(lam, decoder, single.lam_params, single.decoder_params,
                                               batch=spec.batch, decoder_every=config.decoder_every)
-    multi_step = make_multi_step(step, spec.steps_per_dispatch, seeds=spec.seeds, period=config.decoder_every)
+    multi_step = multi_step.lower(state, data).compile()
+    period = usable_period(spec.steps_per_dispatch, config.decoder_every)  # steps per iteration of the loop
+    kernels = (loop_kernels_per_step(multi_step.as_text(), period) if spec.steps_per_dispatch > period
+               else None)  # one iteration or one step: no training loop
     state, steps, seconds = timed_dispatches(multi_step, state, data, spec.steps_per_dispatch, config.min_seconds)
     steps_per_s = steps / seconds
     device = jax.devices()[0]
@@ -134,6 +164,7 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
         "model": spec.model, "batch": spec.batch, "steps_per_dispatch": spec.steps_per_dispatch,
         "seeds": spec.seeds, "compute_dtype": spec.compute_dtype, "steps_per_s": round(steps_per_s, 2),
         "samples_per_s": round(steps_per_s * spec.batch * spec.seeds, 1), "flops_per_step": flops,
+        "kernels_per_step": kernels,
         "utilization": None if peak is None else round(flops * steps_per_s / (peak * mesh.size), 5),
         "params_per_seed": int(params), "device": device.device_kind, "platform": device.platform,
         "num_devices": mesh.size, "jax": jax.__version__}
@@ -164,7 +195,7 @@ def long_run(config, record: dict, run: dict) -> dict:
 
 def print_table(records: list[dict], out=sys.stdout) -> None:
     columns = ("model", "batch", "steps_per_dispatch", "seeds", "compute_dtype", "steps_per_s", "samples_per_s",
-               "flops_per_step", "utilization")
+               "flops_per_step", "kernels_per_step", "utilization")
     print("| " + " | ".join(columns) + " |", file=out)
     print("|" + "---|" * len(columns), file=out)
     for r in records:

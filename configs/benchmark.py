@@ -45,7 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     elif c.variant == "smoke":
         c.unlabeled_episodes, c.labeled_episodes, c.episode_steps = 8, 4, 10
         c.min_seconds = 0.0
-        c.measurements = [measurement("mlp", 8, 2, seeds=2)]
+        c.measurements = [measurement("mlp", 8, 4, seeds=2)]
     else:
         raise ValueError(f"Unknown variant {variant!r}; use one of: cpu (default), gpu, smoke.")
     return c

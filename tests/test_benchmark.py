@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from clam_jax.benchmark import model_flops_per_step
+from clam_jax.benchmark import loop_kernels_per_step, model_flops_per_step
 from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,36 @@ def test_model_flops_count_forward_and_backward_matrix_products():
     assert model_flops_per_step(lam, decoder, *params, batch=batch, decoder_every=1) > 1.5 * recon_only
 
 
+OPTIMIZED_HLO = """
+%body (arg: (s32[], f32[4])) -> (s32[], f32[4]) {
+  %arg = (s32[], f32[4]{0}) parameter(0)
+  %i = s32[] get-tuple-element(%arg), index=0
+  %x = f32[4]{0} get-tuple-element(%arg), index=1
+  %one = s32[] constant(1)
+  %next = s32[] add(%i, %one)
+  %y = (f32[4]{0}, f32[4]{0}) fusion(%x), kind=kLoop, calls=%fused
+  %y0 = f32[4]{0} get-tuple-element(%y), index=0
+  %z = f32[4]{0} custom-call(%y0), custom_call_target="__cublas$gemm"
+  %w = f32[2,2]{1,0} bitcast(%z)
+  ROOT %out = (s32[], f32[4]{0}) tuple(%next, %z)
+}
+
+ENTRY %main (p: f32[4]) -> f32[4] {
+  %p = f32[4]{0} parameter(0)
+  %zero = s32[] constant(0)
+  %init = (s32[], f32[4]{0}) tuple(%zero, %p)
+  %loop = (s32[], f32[4]{0}) while(%init), condition=%cond, body=%body
+  ROOT %r = f32[4]{0} get-tuple-element(%loop), index=1
+}
+"""
+
+
+def test_kernels_per_step_count_the_loop_bodys_launches():
+    # The body launches the counter's add, the fusion and the library call; 2 steps per iteration.
+    assert loop_kernels_per_step(OPTIMIZED_HLO, 2) == 1.5
+    assert loop_kernels_per_step(OPTIMIZED_HLO.replace(" while(", " call("), 1) is None
+
+
 def test_benchmark_cli_prints_one_json_line_per_measurement_and_a_table(tmp_path):
     out = tmp_path / "bench.jsonl"
     result = subprocess.run(
@@ -43,4 +73,5 @@ def test_benchmark_cli_prints_one_json_line_per_measurement_and_a_table(tmp_path
     assert (record["model"], record["batch"], record["seeds"]) == ("mlp", 8, 2)
     assert record["samples_per_s"] == pytest.approx(record["steps_per_s"] * 8 * 2, rel=0.01)  # both rounded
     assert record["flops_per_step"] > 0 and record["params_per_seed"] == 5_011_003
+    assert record["kernels_per_step"] > 0
     assert "| model | batch |" in result.stdout

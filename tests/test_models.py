@@ -1,5 +1,6 @@
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from clam_jax.errors import ConfigError
@@ -97,3 +98,20 @@ def test_transformer_dropout_only_in_training_mode():
 def test_unknown_lam_kind_is_a_config_error():
     with pytest.raises(ConfigError, match="Unknown latent action model 'rnn'"):
         make_latent_action_model("rnn", obs_dim=3, latent_dim=2, context=1, future=0, dtype="float32")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "transformer", "space_time"])
+def test_the_joint_pass_equals_the_fdm_on_unlabeled_windows_and_the_idm_on_labeled_ones(kind):
+    lam = make_latent_action_model(kind, obs_dim=5, latent_dim=3, context=1, future=0, dtype="float32",
+                                   hidden=(16,), image_size=16,
+                                   transformer=dict(embed_dim=16, num_heads=2, mlp_dim=32, num_layers=2),
+                                   space_time=dict(patch_size=8, embed_dim=16, num_heads=2, mlp_dim=32,
+                                                   num_layers=2))
+    example = lam.example_window()
+    windows, labeled = (jax.random.uniform(k, (n, *example.shape[1:]), maxval=255.0).astype(example.dtype)
+                        for k, n in zip(jax.random.split(jax.random.key(1)), (4, 2)))
+    params = jax.jit(lam.init)(jax.random.key(0), example)
+    apply = jax.jit(lam.apply, static_argnames="method")
+    predictions, z = apply(params, windows, labeled, method=lam.joint)
+    np.testing.assert_allclose(predictions, apply(params, windows)[1], atol=1e-5)
+    np.testing.assert_allclose(z, apply(params, labeled, method=lam.idm), atol=1e-5)

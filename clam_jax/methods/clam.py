@@ -18,6 +18,7 @@ from flax.traverse_util import flatten_dict
 from clam_jax.data.observations import first_leaf
 from clam_jax.data.windows import all_windows, num_transitions, sample_windows
 from clam_jax.models.lam import ActionDecoder
+from clam_jax.training.optim import global_norm
 from clam_jax.training.sharding import split_batch
 
 
@@ -72,15 +73,18 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
     loops give the phase (`clam_jax.training.loop.scan_steps` with
     `period=decoder_every`): under a seed axis `lax.cond` computes both branches.
 
+    The joint step encodes the unlabeled and the labeled windows in one IDM
+    pass (`lam.joint`); with discrete latents, the codebook's EMA update and
+    commitment loss then cover both batches.
     `joint=False` trains the LAM by reconstruction alone (the decoder is fitted
     afterwards on frozen latents: the paper's "separate" ablation, as LAPO does).
     With a `batch_sharding`, the batch is split over its devices (data parallelism).
     """
     current = lam.context
 
-    def apply_lam(variables, windows, key, method=None):
+    def apply_lam(variables, key, *windows, method=None):
         """A training-mode LAM call: (outputs, its "vq" collection after the EMA update, extra losses, stats)."""
-        out, collections = lam.apply(variables, windows, train=True, rngs={"dropout": key}, method=method,
+        out, collections = lam.apply(variables, *windows, train=True, rngs={"dropout": key}, method=method,
                                      mutable=["vq", "losses", "stats"])
         extra = sum(jnp.sum(x) for x in jax.tree.leaves(collections.get("losses", {})))
         stats = {path[-1]: jnp.mean(jnp.stack(values)) for path, values in flatten_dict(
@@ -88,7 +92,7 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
         return out, collections.get("vq"), extra, stats
 
     def reconstruction(params, variables, windows, key):
-        (_, prediction), vq, extra, stats = apply_lam({**variables, "params": params}, windows, key)
+        (_, prediction), vq, extra, stats = apply_lam({**variables, "params": params}, key, windows)
         recon = _mse(prediction, lam.reconstruction_target(windows))
         return recon + extra, (recon, vq, stats)
 
@@ -102,24 +106,24 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
     def update(state: Stage1State, batch, phase: int | None = None):
         batch = split_batch(batch, batch_sharding)
         windows = batch["unlabeled"]
-        k_recon, k_idm = jax.random.split(jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2))
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), 2)
         frames = lam.frames(windows)
         cheat = _mse(*(jax.tree.map(lambda x: x[:, step], frames) for step in (current, current + 1)))
 
         def reconstruction_step(state):
             (_, (recon, vq, stats)), grads = jax.value_and_grad(reconstruction, has_aux=True)(
-                state.lam_params["params"], state.lam_params, windows, k_recon)
+                state.lam_params["params"], state.lam_params, windows, key)
             return updated_lam(state, grads, vq), {
                 "loss": recon, "recon_loss": recon, "decoder_loss": jnp.nan,
-                "lam_grad_norm": optax.global_norm(grads), "decoder_grad_norm": jnp.nan, **stats}
+                "lam_grad_norm": global_norm(grads), "decoder_grad_norm": jnp.nan, **stats}
 
         def joint_step(state):
             def loss_fn(params, decoder_params):
-                loss, (recon, vq, stats) = reconstruction(params, state.lam_params, windows, k_recon)
-                z, _, extra, _ = apply_lam({**state.lam_params, "params": params}, batch["labeled"], k_idm,
-                                           method=lam.idm)
+                (prediction, z), vq, extra, stats = apply_lam({**state.lam_params, "params": params}, key, windows,
+                                                              batch["labeled"], method=lam.joint)
+                recon = _mse(prediction, lam.reconstruction_target(windows))
                 decoded = _mse(decoder.apply(decoder_params, z), batch["labeled_actions"])
-                return loss + extra + beta * decoded, (recon, decoded, vq, stats)
+                return recon + extra + beta * decoded, (recon, decoded, vq, stats)
 
             (loss, (recon, decoded, vq, stats)), (lam_grads, decoder_grads) = jax.value_and_grad(
                 loss_fn, argnums=(0, 1), has_aux=True)(state.lam_params["params"], state.decoder_params)
@@ -129,8 +133,8 @@ def make_stage1_update(lam, decoder: ActionDecoder, lam_tx, decoder_tx, *, decod
                 decoder_params=optax.apply_updates(state.decoder_params, decoder_updates),
                 decoder_opt_state=decoder_opt_state)
             return state, {"loss": recon + beta * decoded, "recon_loss": recon, "decoder_loss": decoded,
-                           "lam_grad_norm": optax.global_norm(lam_grads),
-                           "decoder_grad_norm": optax.global_norm(decoder_grads), **stats}
+                           "lam_grad_norm": global_norm(lam_grads),
+                           "decoder_grad_norm": global_norm(decoder_grads), **stats}
 
         if not joint:
             state, metrics = reconstruction_step(state)

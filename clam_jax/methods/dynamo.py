@@ -19,6 +19,7 @@ import optax
 from clam_jax.data.windows import sample_windows, window_length
 from clam_jax.methods.policy import PolicyState, init_policy
 from clam_jax.models.mlp import MLP
+from clam_jax.training.optim import global_norm
 from clam_jax.training.sharding import split_batch
 
 
@@ -114,6 +115,6 @@ def make_dynamo_step(model: DynamicsPretraining, tx, *, batch_size: int, covaria
                               opt_state=opt_state)
         std = jnp.mean(jnp.std(embeddings.reshape(-1, embeddings.shape[-1]), axis=0))
         return state, {"loss": loss, "dynamics_loss": dynamics, "covariance_loss": covariance,
-                       "embedding_std": std, "grad_norm": optax.global_norm(grads)}
+                       "embedding_std": std, "grad_norm": global_norm(grads)}
 
     return step

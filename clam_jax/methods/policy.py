@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from clam_jax.training.optim import global_norm
 from clam_jax.training.sharding import split_batch
 
 
@@ -56,6 +57,6 @@ def make_policy_step(model, tx, *, batch_size: int, batch_sharding=None):
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                               opt_state=opt_state)
-        return state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return state, {"loss": loss, "grad_norm": global_norm(grads)}
 
     return step

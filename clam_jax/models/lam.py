@@ -8,7 +8,8 @@ Every LAM has the same interface: `idm(window)` returns z_t for the transition
 o_t -> o_{t+1}; `__call__(window, train)` returns z_t and the FDM's
 predictions, which the stage-1 loss compares with `reconstruction_target(window)`,
 in the scale of `frames(window)` (states as given, pixels in [-1, 1], proprioception
-as given).
+as given); `joint(window, labeled, train)` returns those predictions and the labeled
+windows' z_t from one IDM pass over both batches.
 `train=True` turns dropout on (it needs a "dropout" RNG) and, with
 `codebook_size` > 0 (discrete latents), moves the EMA codebook (apply with
 `mutable=["vq", "losses", "stats"]`, see `clam_jax.models.quantizers`);
@@ -20,13 +21,37 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from clam_jax.data.observations import frames_and_proprio
+from clam_jax.data.observations import first_leaf, frames_and_proprio
 from clam_jax.data.windows import window_length
 from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
 from clam_jax.models.quantizers import VectorQuantizer
 from clam_jax.models.space_time import SpaceTimeTransformer, to_unit, unpatchify
-from clam_jax.models.transformer import DecoderBlock, EncoderBlock
+from clam_jax.models.transformer import DecoderBlock, EncoderBlock, LayerStack
+
+
+class _LatentsThenPredictions:
+    """What every LAM derives from its `latents(window, train)` (the IDM's: one per transition of the window,
+    or z_t alone) and `predict(window, latents, train)` (the FDM's predictions)."""
+
+    def current_latent(self, latents: jax.Array) -> jax.Array:
+        """z_t, the latent of the window's current transition."""
+        return latents[:, self.context]
+
+    def idm(self, window, train: bool = False) -> jax.Array:
+        return self.current_latent(self.latents(window, train))
+
+    def __call__(self, window, train: bool = False):
+        """Returns (z_t, the FDM's predictions)."""
+        latents = self.latents(window, train)
+        return self.current_latent(latents), self.predict(window, latents, train)
+
+    def joint(self, window, labeled, train: bool = False):
+        """(The FDM's predictions for `window`, z_t of the `labeled` windows), from one IDM pass over both
+        batches (stage 1's joint step): one set of kernels instead of two."""
+        n = first_leaf(window).shape[0]
+        latents = self.latents(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), window, labeled), train)
+        return self.predict(window, latents[:n], train), self.current_latent(latents[n:])
 
 
 class _StateFrames:
@@ -40,7 +65,7 @@ class _StateFrames:
         return window
 
 
-class MLPLatentActionModel(_StateFrames, nn.Module):
+class MLPLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Module):
     """IDM: MLP over the flattened window; FDM: MLP over o[t-H .. t] and z_t, predicting o_{t+1}."""
 
     obs_dim: int
@@ -63,25 +88,28 @@ class MLPLatentActionModel(_StateFrames, nn.Module):
         self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size
                           else None)
 
-    def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
+    def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, window, obs_dim] -> z_t [B, latent_dim]."""
         z = self.idm_net(window.reshape(window.shape[0], -1))
         return self.quantizer(z, train) if self.quantizer else z
+
+    @staticmethod
+    def current_latent(latents: jax.Array) -> jax.Array:
+        return latents
 
     def fdm(self, past: jax.Array, z: jax.Array) -> jax.Array:
         """past [B, context + 1, obs_dim], z [B, latent_dim] -> predicted o_{t+1} [B, obs_dim]."""
         return self.fdm_net(jnp.concatenate([past.reshape(past.shape[0], -1), z], axis=-1))
 
-    def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-        """Returns (z_t, predicted o_{t+1})."""
-        z = self.idm(window, train)
-        return z, self.fdm(window[:, : self.context + 1], z)
+    def predict(self, window: jax.Array, z: jax.Array, train: bool = False) -> jax.Array:
+        """The prediction of o_{t+1}."""
+        return self.fdm(window[:, : self.context + 1], z)
 
     def reconstruction_target(self, window: jax.Array) -> jax.Array:
         return window[:, self.context + 1]
 
 
-class TransformerLatentActionModel(_StateFrames, nn.Module):
+class TransformerLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Module):
     """Transformer CLAM for states (paper Appendix G.3, Table 12).
 
     IDM: a linear embedding (LeakyReLU) plus learned positions, a non-causal
@@ -116,12 +144,12 @@ class TransformerLatentActionModel(_StateFrames, nn.Module):
         positions = nn.initializers.normal(1.0)
         self.idm_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
         self.idm_positions = self.param("idm_positions", positions, (self.window, self.embed_dim))
-        self.encoder = [EncoderBlock(**block) for _ in range(self.num_layers)]
+        self.encoder = LayerStack(EncoderBlock, self.num_layers, block)
         self.latent_head = nn.Dense(self.latent_dim, dtype=self.dtype)
         self.fdm_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
         self.latent_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
         self.fdm_positions = self.param("fdm_positions", positions, (self.window, self.embed_dim))
-        self.decoder = [DecoderBlock(**block) for _ in range(self.num_layers)]
+        self.decoder = LayerStack(DecoderBlock, self.num_layers, block)
         self.decoder_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
         self.to_observation = nn.Dense(self.obs_dim, dtype=self.dtype)
         self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size
@@ -130,13 +158,9 @@ class TransformerLatentActionModel(_StateFrames, nn.Module):
     def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, W, obs_dim] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
         h = nn.leaky_relu(self.idm_embed(window), 0.2) + self.idm_positions.astype(self.dtype)
-        for block in self.encoder:
-            h = block(h, train=train)
+        h = self.encoder(h, None, train)
         latents = self.latent_head(h[:, 1:]).astype("float32")
         return self.quantizer(latents, train) if self.quantizer else latents
-
-    def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
-        return self.latents(window, train)[:, self.context]
 
     def fdm(self, observations: jax.Array, latents: jax.Array, train: bool = False) -> jax.Array:
         """o_0 .. o_{n-1} [B, n, obs_dim] and their latents [B, n, latent_dim] -> o_1 .. o_n predicted."""
@@ -145,20 +169,18 @@ class TransformerLatentActionModel(_StateFrames, nn.Module):
         queries = nn.leaky_relu(self.fdm_embed(observations), 0.2) + positions[:n]
         memory = self.latent_embed(latents) + positions[1:n + 1]
         causal = nn.make_causal_mask(observations[..., 0])
-        for block in self.decoder:
-            queries = block(queries, memory, self_mask=causal, train=train)
+        queries = self.decoder(queries, memory, causal, None, train)
         return self.to_observation(self.decoder_norm(queries)).astype("float32")
 
-    def __call__(self, window: jax.Array, train: bool = False) -> tuple[jax.Array, jax.Array]:
-        """Returns (z_t, predictions of o_1 .. o_{W-1})."""
-        latents = self.latents(window, train)
-        return latents[:, self.context], self.fdm(window[:, :-1], latents, train)
+    def predict(self, window: jax.Array, latents: jax.Array, train: bool = False) -> jax.Array:
+        """Predictions of o_1 .. o_{W-1}."""
+        return self.fdm(window[:, :-1], latents, train)
 
     def reconstruction_target(self, window: jax.Array) -> jax.Array:
         return window[:, 1:]
 
 
-class SpaceTimeLatentActionModel(nn.Module):
+class SpaceTimeLatentActionModel(_LatentsThenPredictions, nn.Module):
     """Space-Time CLAM for pixels (paper Appendix G.3, Figure 10).
 
     IDM: a non-causal Space-Time transformer over the window's frames with a CLS
@@ -237,9 +259,6 @@ class SpaceTimeLatentActionModel(nn.Module):
         latents = self.latent_head(tokens[:, 1:, 0]).astype("float32")
         return self.quantizer(latents, train) if self.quantizer else latents
 
-    def idm(self, window: jax.Array, train: bool = False) -> jax.Array:
-        return self.latents(window, train)[:, self.context]
-
     def fdm(self, observations, latents: jax.Array, train: bool = False):
         """o_0 .. o_{n-1} [B, n, H, W, C] and the window's latents [B, W - 1, latent_dim] -> o_1 .. o_n
         predicted, in the scale of `frames`."""
@@ -255,10 +274,9 @@ class SpaceTimeLatentActionModel(nn.Module):
             predictions, next_proprio = predictions + to_unit(frames), next_proprio + proprio
         return {"image": predictions, "proprio": next_proprio}
 
-    def __call__(self, window, train: bool = False):
-        """Returns (z_t, predictions of o_1 .. o_{W-1})."""
-        latents = self.latents(window, train)
-        return latents[:, self.context], self.fdm(jax.tree.map(lambda x: x[:, :-1], window), latents, train)
+    def predict(self, window, latents: jax.Array, train: bool = False):
+        """Predictions of o_1 .. o_{W-1}."""
+        return self.fdm(jax.tree.map(lambda x: x[:, :-1], window), latents, train)
 
     def reconstruction_target(self, window):
         return self.frames(jax.tree.map(lambda x: x[:, 1:], window))

@@ -48,16 +48,14 @@ class SpaceTimeBlock(PostNormSublayers):
     def __call__(self, x: jax.Array, memory: jax.Array | None = None, train: bool = False) -> jax.Array:
         b, t, n, d = x.shape
         h = x.reshape(b * t, n, d)
-        h = self.residual(h, self.attention("spatial_attention")(h, h, deterministic=not train), train, "norm1")
+        h = self.residual(h, self.attention("spatial_attention")(h, train=train), train, "norm1")
         h = h.reshape(b, t, n, d).swapaxes(1, 2).reshape(b * n, t, d)
         mask = nn.make_causal_mask(h[..., 0]) if self.causal else None
-        h = self.residual(h, self.attention("temporal_attention")(h, h, mask=mask, deterministic=not train),
-                          train, "norm2")
+        h = self.residual(h, self.attention("temporal_attention")(h, mask=mask, train=train), train, "norm2")
         h = h.reshape(b, n, t, d).swapaxes(1, 2)
         if memory is not None:
             q = h.reshape(b, t * n, d)
-            q = self.residual(q, self.attention("cross_attention")(q, memory, deterministic=not train),
-                              train, "norm3")
+            q = self.residual(q, self.attention("cross_attention")(q, memory, train=train), train, "norm3")
             h = q.reshape(b, t, n, d)
         return self.residual(h, FeedForward(self.mlp_dim, self.dropout, self.dtype)(h, train), train, "norm4")
 

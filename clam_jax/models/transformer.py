@@ -5,10 +5,62 @@ Each block is `x = LayerNorm(x + Dropout(sublayer(x)))` for every sublayer, as
 Masks are boolean, True where attention is allowed, broadcastable to
 [batch, heads, queries, keys].
 """
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
+
+
+# Up to this many keys, attention is computed with broadcast products and sums, which XLA fuses into a few
+# kernels, rather than as two batched matrix products; the state transformers attend over 2-3 frames.
+SHORT_ATTENTION = 8
+
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dropout: nn.Dropout,
+           train: bool) -> jax.Array:
+    """Scaled dot-product attention of q [..., Q, H, D] over k, v [..., K, H, D] -> [..., Q, H, D], with
+    dropout on the attention weights (as `torch.nn.MultiheadAttention`)."""
+    short = k.shape[-3] <= SHORT_ATTENTION
+    if short:  # scores [..., Q, K, H]
+        scores = jnp.sum(q[..., :, None, :, :] * k[..., None, :, :, :], -1)
+        mask = None if mask is None else jnp.moveaxis(mask, -3, -1)
+    else:  # scores [..., H, Q, K]
+        scores = jnp.einsum("...qhd,...khd->...hqk", q, k)
+    scores = scores / jnp.sqrt(q.shape[-1]).astype(scores.dtype)
+    if mask is not None:
+        scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    weights = jax.nn.softmax(scores.astype(jnp.float32), axis=-2 if short else -1).astype(v.dtype)
+    weights = dropout(weights, deterministic=not train)
+    if short:
+        return jnp.sum(weights[..., None] * v[..., None, :, :, :], -3)
+    return jnp.einsum("...hqk,...khd->...qhd", weights, v)
+
+
+class Attention(nn.Module):
+    """Multi-head attention, `__call__(x, memory)`: queries from x [..., Q, E] attend to memory [..., K, E]
+    (to x itself when None). The key and value projections, and attending to itself the query's too, are
+    one matrix product, as PyTorch's `in_proj_weight`: one kernel instead of three, forward and backward,
+    where the state models are bound by kernel count, not arithmetic."""
+
+    num_heads: int
+    dropout: float
+    dtype: Any = "float32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, memory: jax.Array | None = None, mask: jax.Array | None = None,
+                 train: bool = False) -> jax.Array:
+        features = x.shape[-1]
+        project = lambda name, *n: nn.DenseGeneral((*n, self.num_heads, features // self.num_heads),
+                                                   dtype=self.dtype, name=name)
+        if memory is None:
+            q, k, v = jnp.unstack(project("qkv", 3)(x), axis=-3)
+        else:
+            q = project("query")(x)
+            k, v = jnp.unstack(project("key_value", 2)(memory), axis=-3)
+        out = attend(q, k, v, mask, nn.Dropout(self.dropout), train)
+        return nn.DenseGeneral(features, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 
 class FeedForward(nn.Module):
@@ -31,9 +83,8 @@ class PostNormSublayers(nn.Module):
     dropout: float
     dtype: Any = "float32"
 
-    def attention(self, name: str):
-        return nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dropout_rate=self.dropout,
-                                               dtype=self.dtype, name=name)
+    def attention(self, name: str) -> Attention:
+        return Attention(self.num_heads, self.dropout, self.dtype, name=name)
 
     def residual(self, x, update, train: bool, name: str):
         update = nn.Dropout(self.dropout, deterministic=not train)(update)
@@ -43,8 +94,7 @@ class PostNormSublayers(nn.Module):
 class EncoderBlock(PostNormSublayers):
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, train: bool = False) -> jax.Array:
-        x = self.residual(x, self.attention("self_attention")(x, x, mask=mask, deterministic=not train),
-                          train, "norm1")
+        x = self.residual(x, self.attention("self_attention")(x, mask=mask, train=train), train, "norm1")
         return self.residual(x, FeedForward(self.mlp_dim, self.dropout, self.dtype)(x, train), train, "norm2")
 
 
@@ -52,9 +102,37 @@ class DecoderBlock(PostNormSublayers):
     @nn.compact
     def __call__(self, x: jax.Array, memory: jax.Array, self_mask: jax.Array | None = None,
                  memory_mask: jax.Array | None = None, train: bool = False) -> jax.Array:
-        x = self.residual(x, self.attention("self_attention")(x, x, mask=self_mask, deterministic=not train),
-                          train, "norm1")
-        x = self.residual(
-            x, self.attention("cross_attention")(x, memory, mask=memory_mask, deterministic=not train),
-            train, "norm2")
+        x = self.residual(x, self.attention("self_attention")(x, mask=self_mask, train=train), train, "norm1")
+        x = self.residual(x, self.attention("cross_attention")(x, memory, mask=memory_mask, train=train),
+                          train, "norm2")
         return self.residual(x, FeedForward(self.mlp_dim, self.dropout, self.dtype)(x, train), train, "norm3")
+
+
+@functools.cache
+def _carrying(block: type[nn.Module]) -> type[nn.Module]:
+    """`block` as `nn.scan` wants a layer: (x, *args) -> (x, None)."""
+
+    class Carrying(block):
+        def __call__(self, x, *args):
+            return block.__call__(self, x, *args), None
+
+    return Carrying
+
+
+class LayerStack(nn.Module):
+    """`num_layers` blocks (`EncoderBlock` or `DecoderBlock` with `attributes`) applied in turn, their
+    parameters stacked on a leading axis by an unrolled `nn.scan`: the optimizer and the gradient norm then
+    handle one array per parameter instead of one per layer (fewer kernels), and the program is the same
+    as a Python loop over the layers. `__call__(x, *args)` passes the block's positional arguments after x
+    to every layer."""
+
+    block: type[nn.Module]
+    num_layers: int
+    attributes: dict
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *args) -> jax.Array:
+        layers = nn.scan(_carrying(self.block), variable_axes={"params": 0},
+                         split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast,
+                         length=self.num_layers, unroll=self.num_layers)
+        return layers(**self.attributes, name="layers")(x, *args)[0]

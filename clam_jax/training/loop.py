@@ -40,7 +40,7 @@ def scan_steps(step_fn, state, data, *, length: int, period: int = 1):
     if length == 1:
         state, metrics = step_fn(state, data)
         return state, _chunk_means(metrics)
-    period = _usable_period(length, period)
+    period = usable_period(length, period)
 
     def body(carry, _):
         return _run_period(lambda s, i: step_fn(s, data, **_phase(period, i)), carry, period)
@@ -53,7 +53,7 @@ def scan_batches(update_fn, state, chunk, period: int = 1):
     """One update per leading entry of `chunk` (a pytree of [K, ...] arrays); returns chunk means.
     `period` as in `scan_steps`: `update_fn(state, batch, phase)` when it divides K."""
     length = jax.tree.leaves(chunk)[0].shape[0]
-    period = _usable_period(length, period)
+    period = usable_period(length, period)
     periods = jax.tree.map(lambda x: x.reshape(length // period, period, *x.shape[1:]), chunk)
 
     def body(carry, batches):
@@ -64,7 +64,8 @@ def scan_batches(update_fn, state, chunk, period: int = 1):
     return state, _chunk_means(metrics)
 
 
-def _usable_period(length: int, period: int) -> int:
+def usable_period(length: int, period: int) -> int:
+    """The steps one iteration of the scanned loop runs: the whole period when it divides the length, else 1."""
     return period if period > 1 and length % period == 0 else 1
 
 

@@ -1,6 +1,21 @@
 """AdamW with linear warmup and global-norm clipping (paper Appendix D)."""
+import jax
 import jax.numpy as jnp
 import optax
+
+
+def global_norm(tree) -> jax.Array:
+    """The l2 norm of all leaves: one reduction over their concatenation instead of one per leaf."""
+    return jnp.linalg.norm(jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)]))
+
+
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    def update(updates, state, params=None):
+        del params
+        scale = jnp.minimum(1.0, max_norm / jnp.maximum(global_norm(updates), max_norm))
+        return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def warmup_schedule(lr: float, warmup: int) -> optax.Schedule:
@@ -11,6 +26,6 @@ def warmup_schedule(lr: float, warmup: int) -> optax.Schedule:
 def make_optimizer(*, lr: float, weight_decay: float, warmup: int, clip: float) -> optax.GradientTransformation:
     schedule = warmup_schedule(lr, warmup)
     return optax.chain(
-        optax.clip_by_global_norm(clip),
+        clip_by_global_norm(clip),
         optax.adamw(schedule, eps=1e-5, weight_decay=weight_decay),
     )

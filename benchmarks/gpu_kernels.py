@@ -1,0 +1,99 @@
+"""Kernels per stage-1 step on an NVIDIA H100, counted without one (deviceless ahead-of-time compilation).
+
+The state LAMs at paper size are bound on a GPU by how many kernels a step
+launches, not by arithmetic (transformer CLAM: about 1.8 us per kernel on an
+H100, 1.2% of its peak FLOP/s), so the kernel count of the compiled training
+loop predicts their steps/s. This script compiles the benchmark's program
+(`clam_jax.benchmark.stage1_program`) for an H100 on any machine and prints one
+JSON line per model with its kernels per step: a change to the models or the
+step can be judged here before a GPU is at hand. On the H100 itself the
+compiled loop of the previous version launched 992 kernels per step (from its
+optimized HLO) where this count gives 985; autotuning, which needs the device,
+picks some matrix products' kernels differently.
+
+It needs JAX's CUDA plugin, which runs without a GPU for this; install it beside
+the project in a separate environment (about 4.5 GB):
+
+  python -m venv /tmp/cuda
+  /tmp/cuda/bin/pip install "jax[cuda13]==$(python -c 'import jax; print(jax.__version__)')" -e .
+  JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 /tmp/cuda/bin/python benchmarks/gpu_kernels.py
+  JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 /tmp/cuda/bin/python benchmarks/gpu_kernels.py --models mlp --cublas
+
+`--cublas` compiles matrix products as cuBLAS calls instead of Triton kernels;
+a model whose products XLA cannot tile in Triton without autotuning (MLP-CLAM's
+first layer) is counted that way, and its line says so.
+"""
+import argparse
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # deviceless even on a machine with a GPU
+
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+from jax.experimental import topologies  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+
+from clam_jax.benchmark import loop_kernels_per_step, stage1_program, synthetic_data  # noqa: E402
+from clam_jax.training.loop import usable_period  # noqa: E402
+from clam_jax.training.sharding import DATA_AXIS  # noqa: E402
+
+CONFIG = importlib.util.spec_from_file_location("benchmark_config", Path(__file__).parents[1] / "configs/benchmark.py")
+
+# XLA's description of an H100 SXM (its gpu_device_info, as a GPU reports it to XLA).
+H100 = """
+gpu_device_info {
+  threads_per_block_limit: 1024 threads_per_warp: 32 shared_memory_per_block: 49152
+  shared_memory_per_core: 233472 threads_per_core_limit: 2048 core_count: 132 fpus_per_core: 128
+  block_dim_limit_x: 2147483647 block_dim_limit_y: 65535 block_dim_limit_z: 65535
+  memory_bandwidth: 3352320000000 l2_cache_size: 52428800 clock_rate_ghz: 1.98
+  device_memory_size: 84929347584 shared_memory_per_block_optin: 232448
+  cuda_compute_capability { major: 9 } registers_per_core_limit: 65536 registers_per_block_limit: 65536
+}
+platform_name: "CUDA"
+dnn_version_info { major: 9 minor: 28 }
+runtime_version { major: 13 minor: 0 }
+device_description_str: "NVIDIA H100 80GB HBM3"
+"""
+BATCH = {"mlp": 128, "transformer": 64}  # the PyTorch reference's
+CUBLAS = {"xla_gpu_enable_triton_gemm": False}
+
+
+def kernels_per_step(config, spec, mesh, compiler_options: dict) -> float:
+    lam, _, init, multi_step = stage1_program(config, spec, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    on_mesh = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
+    state = on_mesh(jax.eval_shape(init, jax.random.key(0)))
+    data = on_mesh(jax.eval_shape(lambda: synthetic_data(config, lam)))
+    compiled = multi_step.lower(state, data).compile(compiler_options=compiler_options)
+    return loop_kernels_per_step(compiled.as_text(), usable_period(spec.steps_per_dispatch, config.decoder_every))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["transformer", "mlp"], choices=sorted(BATCH))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--cublas", action="store_true", help="matrix products as cuBLAS calls")
+    args = parser.parse_args()
+    topology = topologies.get_topology_desc(platform="cuda", target_config=H100, topology="1x1x1")
+    mesh = topologies.make_mesh(topology, (1,), (DATA_AXIS,))
+    configs = importlib.util.module_from_spec(CONFIG)
+    CONFIG.loader.exec_module(configs)
+    config = configs.get_config("gpu")
+    for model in args.models:
+        spec = ml_collections.ConfigDict(configs.measurement(model, BATCH[model], 1000, compute_dtype=args.dtype))
+        cublas = args.cublas
+        try:
+            kernels = kernels_per_step(config, spec, mesh, CUBLAS if cublas else {})
+        except jax.errors.JaxRuntimeError as error:  # a product Triton cannot tile without autotuning
+            print(f"{model}: {str(error).splitlines()[0][:200]}; counting with cuBLAS products", flush=True)
+            cublas, kernels = True, kernels_per_step(config, spec, mesh, CUBLAS)
+        print(json.dumps({"model": model, "batch": spec.batch, "compute_dtype": args.dtype,
+                          "matmuls": "cublas" if cublas else "triton", "target": "NVIDIA H100 80GB HBM3",
+                          "kernels_per_step": kernels, "jax": jax.__version__}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""The optimizer's global-norm clipping (one reduction over all gradients) against optax's."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from clam_jax.training.optim import clip_by_global_norm, global_norm
+
+GRADS = {"a": jnp.arange(6.0).reshape(2, 3), "b": {"c": -jnp.ones(4), "d": jnp.array(2.5)}}
+
+
+def test_global_norm_is_the_norm_of_all_leaves():
+    np.testing.assert_allclose(global_norm(GRADS), optax.global_norm(GRADS), rtol=1e-6)
+    np.testing.assert_allclose(global_norm(GRADS), np.sqrt(55 + 4 + 6.25), rtol=1e-6)
+
+
+@pytest.mark.parametrize("max_norm", [1.0, 100.0])  # clipped, and left as it is
+def test_clipping_equals_optax(max_norm):
+    ours, _ = clip_by_global_norm(max_norm).update(GRADS, optax.EmptyState())
+    theirs, _ = optax.clip_by_global_norm(max_norm).update(GRADS, optax.EmptyState())
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), ours, theirs)
+    assert np.isclose(global_norm(ours), min(max_norm, float(global_norm(GRADS))), rtol=1e-6)

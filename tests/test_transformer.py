@@ -1,0 +1,75 @@
+"""The transformer building blocks against plain references: attention with fused projections against Flax's
+multi-head attention given the same weights, and a stack of layers against a loop over them."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from clam_jax.models.transformer import SHORT_ATTENTION, Attention, DecoderBlock, EncoderBlock, LayerStack
+
+E, HEADS = 16, 2
+
+
+def flax_weights(params: dict) -> dict:
+    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projections cut apart."""
+    if "qkv" in params:
+        fused, names = params["qkv"], ("query", "key", "value")
+        cut = {name: {k: v[..., i, :, :] for k, v in fused.items()} for i, name in enumerate(names)}
+    else:
+        fused = params["key_value"]
+        cut = {"query": params["query"], **{name: {k: v[..., i, :, :] for k, v in fused.items()}
+                                            for i, name in enumerate(("key", "value"))}}
+    return {**cut, "out": params["out"]}
+
+
+@pytest.mark.parametrize("keys", [3, SHORT_ATTENTION + 4])  # the broadcast-sum path and the matrix-product path
+@pytest.mark.parametrize("cross", [False, True])
+def test_attention_equals_flax_multi_head_attention_with_the_same_weights(keys, cross):
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(k1, (4, keys if not cross else 5, E))
+    memory = jax.random.normal(k2, (4, keys, E)) if cross else None
+    mask = nn.make_causal_mask(x[..., 0]) if not cross else jnp.ones((4, 1, 5, keys), bool).at[:, :, :, 0].set(False)
+    ours = Attention(HEADS, dropout=0.1)
+    params = ours.init(k3, x, memory)["params"]
+    reference = nn.MultiHeadDotProductAttention(num_heads=HEADS, dropout_rate=0.1)
+    kv = x if memory is None else memory
+    expected = reference.apply({"params": flax_weights(params)}, x, kv, mask=mask, deterministic=True)
+    np.testing.assert_allclose(ours.apply({"params": params}, x, memory, mask=mask), expected, atol=1e-5)
+
+
+def test_attention_projections_are_fused_with_pytorchs_parameter_count():
+    x = jnp.zeros((1, 3, E))
+    params = Attention(HEADS, dropout=0.0).init(jax.random.key(0), x)["params"]
+    assert params["qkv"]["kernel"].shape == (E, 3, HEADS, E // HEADS)
+    # torch.nn.MultiheadAttention: in_proj 3E x E + 3E, out_proj E x E + E
+    assert sum(p.size for p in jax.tree.leaves(params)) == 4 * E * E + 4 * E
+
+
+def test_attention_dropout_only_in_training():
+    x = jax.random.normal(jax.random.key(1), (2, 3, E))
+    attention = Attention(HEADS, dropout=0.5)
+    params = attention.init(jax.random.key(0), x)
+    assert jnp.array_equal(attention.apply(params, x), attention.apply(params, x))
+    trained = [attention.apply(params, x, train=True, rngs={"dropout": jax.random.key(k)}) for k in (1, 2)]
+    assert not jnp.allclose(trained[0], trained[1])
+
+
+@pytest.mark.parametrize("block", [EncoderBlock, DecoderBlock])
+def test_a_layer_stack_equals_a_loop_over_its_layers(block):
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    x, memory = jax.random.normal(k1, (2, 3, E)), jax.random.normal(k2, (2, 3, E))
+    mask = nn.make_causal_mask(x[..., 0])
+    args = (mask,) if block is EncoderBlock else (memory, mask, None)  # the block's arguments before `train`
+    attributes = dict(num_heads=HEADS, mlp_dim=32, dropout=0.1)
+    stack = LayerStack(block, 3, attributes)
+    params = stack.init(k3, x, *args, False)["params"]["layers"]
+    assert all(p.shape[0] == 3 for p in jax.tree.leaves(params))
+    layer = jax.jit(lambda params, x: block(**attributes).apply({"params": params}, x, *args, False))
+    expected = x
+    for i in range(3):
+        expected = layer(jax.tree.map(lambda p: p[i], params), expected)
+    apply = jax.jit(lambda x, key, train: stack.apply({"params": {"layers": params}}, x, *args, train,
+                                                      rngs={"dropout": key}), static_argnums=2)
+    np.testing.assert_allclose(apply(x, jax.random.key(1), False), expected, atol=1e-5)
+    assert not jnp.allclose(apply(x, jax.random.key(1), True), apply(x, jax.random.key(2), True))
