@@ -10,6 +10,9 @@ def global_norm(tree) -> jax.Array:
 
 
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """`optax.clip_by_global_norm` over `global_norm`: the same updates with one reduction, which XLA also
+    shares with a logged `global_norm` of the same gradients."""
+
     def update(updates, state, params=None):
         del params
         scale = jnp.minimum(1.0, max_norm / jnp.maximum(global_norm(updates), max_norm))
