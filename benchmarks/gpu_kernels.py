@@ -24,7 +24,6 @@ a model whose products XLA cannot tile in Triton without autotuning (MLP-CLAM's
 first layer) is counted that way, and its line says so.
 """
 import argparse
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -37,10 +36,9 @@ from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from clam_jax.benchmark import loop_kernels_per_step, stage1_program, synthetic_data  # noqa: E402
+from clam_jax.cli import load_config  # noqa: E402
 from clam_jax.training.loop import usable_period  # noqa: E402
 from clam_jax.training.sharding import DATA_AXIS  # noqa: E402
-
-CONFIG = importlib.util.spec_from_file_location("benchmark_config", Path(__file__).parents[1] / "configs/benchmark.py")
 
 # XLA's description of an H100 SXM (its gpu_device_info, as a GPU reports it to XLA).
 H100 = """
@@ -79,11 +77,10 @@ def main():
     args = parser.parse_args()
     topology = topologies.get_topology_desc(platform="cuda", target_config=H100, topology="1x1x1")
     mesh = topologies.make_mesh(topology, (1,), (DATA_AXIS,))
-    configs = importlib.util.module_from_spec(CONFIG)
-    CONFIG.loader.exec_module(configs)
-    config = configs.get_config("gpu")
+    config = load_config(Path(__file__).parents[1] / "configs/benchmark.py", "gpu")
     for model in args.models:
-        spec = ml_collections.ConfigDict(configs.measurement(model, BATCH[model], 1000, compute_dtype=args.dtype))
+        spec = ml_collections.ConfigDict(dict(model=model, batch=BATCH[model], steps_per_dispatch=1000, seeds=1,
+                                              compute_dtype=args.dtype))
         cublas = args.cublas
         try:
             kernels = kernels_per_step(config, spec, mesh, CUBLAS if cublas else {})

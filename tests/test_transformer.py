@@ -12,15 +12,11 @@ E, HEADS = 16, 2
 
 
 def flax_weights(params: dict) -> dict:
-    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projections cut apart."""
-    if "qkv" in params:
-        fused, names = params["qkv"], ("query", "key", "value")
-        cut = {name: {k: v[..., i, :, :] for k, v in fused.items()} for i, name in enumerate(names)}
-    else:
-        fused = params["key_value"]
-        cut = {"query": params["query"], **{name: {k: v[..., i, :, :] for k, v in fused.items()}
-                                            for i, name in enumerate(("key", "value"))}}
-    return {**cut, "out": params["out"]}
+    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projection cut apart."""
+    fused = "qkv" if "qkv" in params else "key_value"
+    names = ("query", "key", "value") if fused == "qkv" else ("key", "value")
+    cut = {name: {k: v[..., i, :, :] for k, v in params[fused].items()} for i, name in enumerate(names)}
+    return {**{k: v for k, v in params.items() if k != fused}, **cut}
 
 
 @pytest.mark.parametrize("keys", [3, SHORT_ATTENTION + 4])  # the broadcast-sum path and the matrix-product path
