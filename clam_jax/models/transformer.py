@@ -12,13 +12,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from clam_jax.models.dropout import Dropout
+
 
 # Up to this many keys, attention is computed with broadcast products and sums, which XLA fuses into a few
 # kernels, rather than as two batched matrix products; the state transformers attend over 2-3 frames.
 SHORT_ATTENTION = 8
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dropout: nn.Dropout,
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dropout: Dropout,
            train: bool) -> jax.Array:
     """Scaled dot-product attention of q [..., Q, H, D] over k, v [..., K, H, D] -> [..., Q, H, D], with
     dropout on the attention weights (as `torch.nn.MultiheadAttention`)."""
@@ -59,7 +61,7 @@ class Attention(nn.Module):
         else:
             q = project("query")(x)
             k, v = jnp.unstack(project("key_value", 2)(memory), axis=-3)
-        out = attend(q, k, v, mask, nn.Dropout(self.dropout), train)
+        out = attend(q, k, v, mask, Dropout(self.dropout), train)
         return nn.DenseGeneral(features, axis=(-2, -1), dtype=self.dtype, name="out")(out)
 
 
@@ -71,7 +73,7 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         h = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype)(x), approximate=False)
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
+        h = Dropout(self.dropout, deterministic=not train)(h)
         return nn.Dense(x.shape[-1], dtype=self.dtype)(h)
 
 
@@ -87,7 +89,7 @@ class PostNormSublayers(nn.Module):
         return Attention(self.num_heads, self.dropout, self.dtype, name=name)
 
     def residual(self, x, update, train: bool, name: str):
-        update = nn.Dropout(self.dropout, deterministic=not train)(update)
+        update = Dropout(self.dropout, deterministic=not train)(update)
         return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, name=name)(x + update)
 
 
