@@ -8,17 +8,12 @@ def norm_of_concatenation(leaves: list[jax.Array]) -> jax.Array:
     return jnp.linalg.norm(jnp.concatenate([jnp.ravel(x) for x in leaves]))
 
 
-def norm_of_leaf_sums(leaves: list[jax.Array]) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
-
-
 def global_norm(tree) -> jax.Array:
     """The l2 norm of all leaves. On accelerators, one reduction over their concatenation, which XLA fuses
     into a single kernel instead of one per leaf; on CPU, where XLA writes the concatenation out (all the
-    gradients copied, on the step's critical path), a sum of the leaves' sums of squares."""
-    leaves = jax.tree.leaves(tree)
-    return jax.lax.platform_dependent(cpu=lambda: norm_of_leaf_sums(leaves),
-                                      default=lambda: norm_of_concatenation(leaves))
+    gradients copied, on the step's critical path), optax's sum of the leaves' sums of squares."""
+    return jax.lax.platform_dependent(cpu=lambda: optax.tree.norm(tree),
+                                      default=lambda: norm_of_concatenation(jax.tree.leaves(tree)))
 
 
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
