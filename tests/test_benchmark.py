@@ -1,5 +1,6 @@
 """The throughput benchmark: its FLOP count, and one real run of its CLI printing JSON lines."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,15 @@ def test_benchmark_cli_prints_one_json_line_per_measurement_and_a_table(tmp_path
     assert record["flops_per_step"] > 0 and record["params_per_seed"] == 5_011_003
     assert record["kernels_per_step"] > 0
     assert "| model | batch |" in result.stdout
+
+
+def test_gpu_session_script_runs_the_benchmark_and_keeps_its_output(tmp_path):
+    # The script a lent GPU runs in one call (benchmarks/gpu_session.sh), here with the smoke config on the CPU.
+    env = dict(os.environ, CONFIG="configs/benchmark.py:smoke",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(["bash", "benchmarks/gpu_session.sh", str(tmp_path)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "benchmark exit status 0" in result.stdout
+    assert "jax " in (tmp_path / "versions.txt").read_text()
+    assert json.loads((tmp_path / "benchmark.jsonl").read_text())["model"] == "mlp"
