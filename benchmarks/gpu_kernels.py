@@ -35,7 +35,7 @@ import ml_collections  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
-from clam_jax.benchmark import loop_kernels_per_step, stage1_program, synthetic_data  # noqa: E402
+from clam_jax.benchmark import REFERENCE_BATCH, loop_kernels_per_step, stage1_program, synthetic_data  # noqa: E402
 from clam_jax.cli import load_config  # noqa: E402
 from clam_jax.training.loop import usable_period  # noqa: E402
 from clam_jax.training.sharding import DATA_AXIS  # noqa: E402
@@ -55,7 +55,6 @@ dnn_version_info { major: 9 minor: 28 }
 runtime_version { major: 13 minor: 0 }
 device_description_str: "NVIDIA H100 80GB HBM3"
 """
-BATCH = {"mlp": 128, "transformer": 64}  # the PyTorch reference's
 CUBLAS = {"xla_gpu_enable_triton_gemm": False}
 
 
@@ -71,7 +70,7 @@ def kernels_per_step(config, spec, mesh, compiler_options: dict) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["transformer", "mlp"], choices=sorted(BATCH))
+    parser.add_argument("--models", nargs="+", default=["transformer", "mlp"], choices=sorted(REFERENCE_BATCH))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--cublas", action="store_true", help="matrix products as cuBLAS calls")
     args = parser.parse_args()
@@ -79,8 +78,8 @@ def main():
     mesh = topologies.make_mesh(topology, (1,), (DATA_AXIS,))
     config = load_config(Path(__file__).parents[1] / "configs/benchmark.py", "gpu")
     for model in args.models:
-        spec = ml_collections.ConfigDict(dict(model=model, batch=BATCH[model], steps_per_dispatch=1000, seeds=1,
-                                              compute_dtype=args.dtype))
+        spec = ml_collections.ConfigDict(dict(model=model, batch=REFERENCE_BATCH[model], steps_per_dispatch=1000,
+                                              seeds=1, compute_dtype=args.dtype))
         cublas = args.cublas
         try:
             kernels = kernels_per_step(config, spec, mesh, CUBLAS if cublas else {})

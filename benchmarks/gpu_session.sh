@@ -1,27 +1,32 @@
 #!/usr/bin/env bash
-# The GPU measurements in one go, for a GPU machine lent for a few minutes: versions, the PyTorch reference
-# on the same GPU, then `python -m clam_jax.benchmark --config=configs/benchmark.py:gpu` (with its timed
-# 500k-step transformer run), everything also written under the output folder.
+# The GPU measurements in one go, for a GPU machine lent for a few minutes: versions, then
+# `python -m clam_jax.benchmark --config=configs/benchmark.py:gpu` (with its timed 500k-step transformer run),
+# then the ratios to the PyTorch reference on the same GPU (benchmarks/torch_ratio.py, K 1000), which reuse the
+# benchmark's compiled programs through a compilation cache. Everything is also written under OUT_DIR.
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR
 #
 # Environment:
 #   TORCH_REF   path of ../shared/bench/torch_ref.py on that machine (copy it into the checkout: ../shared does not
-#               travel); unset, the reference is skipped.
+#               travel); unset, the ratios are skipped. `python3` there must have torch as well as JAX.
 #   WHEELS      a folder of wheels to install first, for machines with no package index (the benchmark needs
 #               ml_collections beside JAX, flax and optax; fetch it on a connected machine with
 #               `pip download --no-deps -d WHEELS ml-collections==1.1.0`, a pure-Python wheel).
 #   CONFIG      the benchmark config (default configs/benchmark.py:gpu; configs/benchmark.py:smoke to try the
 #               script on a CPU).
-#   BENCH_LIMIT seconds the benchmark may run (default 420): a K=1000 compile takes 60-100 s on an H100, so the
+#   BENCH_LIMIT seconds the benchmark may run (default 330): a K=1000 compile takes 60-100 s on an H100, so the
 #               sweep, most wanted measurements first, may be cut; its JSON lines so far are kept.
+#   RATIO_LIMIT seconds the ratios may run (default 200); RATIO_ARGS replaces torch_ratio.py's arguments
+#               (default --rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_session.sh OUT_DIR}
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/clam_jax_compilation_cache}
 if [[ -n "${WHEELS:-}" ]]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/gpu_session_site "$WHEELS"/*.whl || exit
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/gpu_session_site \
+    "$WHEELS"/*.whl || exit
   export PYTHONPATH="$PYTHONPATH:/tmp/gpu_session_site"
 fi
 
@@ -32,14 +37,13 @@ fi
 optax.__version__, jax.devices())'
 } 2>&1 | tee "$out/versions.txt"
 
-if [[ -n "${TORCH_REF:-}" ]]; then
-  for args in "--model mlp --batch 128 --steps 1000" "--model transformer --batch 64 --steps 300"; do
-    echo "torch_ref.py $args"
-    timeout 120 python3 "$TORCH_REF" $args
-  done 2>&1 | tee "$out/torch_ref.txt"
-fi
-
 rm -f "$out/benchmark.jsonl"
-timeout "${BENCH_LIMIT:-420}" python3 -m clam_jax.benchmark --config="${CONFIG:-configs/benchmark.py:gpu}" \
+timeout "${BENCH_LIMIT:-330}" python3 -m clam_jax.benchmark --config="${CONFIG:-configs/benchmark.py:gpu}" \
   --json_out="$out/benchmark.jsonl" 2>&1 | tee "$out/benchmark.txt"
-echo "benchmark exit status ${PIPESTATUS[0]} (124: cut at ${BENCH_LIMIT:-420} s)"
+echo "benchmark exit status ${PIPESTATUS[0]} (124: cut at ${BENCH_LIMIT:-330} s)"
+
+if [[ -n "${TORCH_REF:-}" ]]; then
+  timeout "${RATIO_LIMIT:-200}" python3 benchmarks/torch_ratio.py --torch-python python3 --torch-ref "$TORCH_REF" \
+    ${RATIO_ARGS:---rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000} 2>&1 | tee "$out/torch_ratio.txt"
+  echo "torch_ratio exit status ${PIPESTATUS[0]} (124: cut at ${RATIO_LIMIT:-200} s)"
+fi

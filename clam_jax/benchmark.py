@@ -42,6 +42,7 @@ PEAK_FLOPS = {
     "TPU v5p": (459e12, 459e12),
 }
 TRANSFORMER = dict(embed_dim=256, num_heads=4, mlp_dim=2048, num_layers=3, dropout=0.1)
+REFERENCE_BATCH = {"mlp": 128, "transformer": 64}  # the PyTorch reference's (../shared/bench/torch_ref.py)
 
 
 def build_models(config, model: str, compute_dtype: str):

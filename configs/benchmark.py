@@ -7,7 +7,7 @@ Data: in-memory synthetic episodes of the reference's shape (1000 unlabeled and 
 labeled, 100 steps, 39-D states), decoder step every 2 updates.
 
 Variants:
-  cpu   (default) the sweep for a 2-core CPU: the reference batch sizes, K in {1, 100}.
+  cpu   (default) the sweep for a 2-core CPU: the reference batch sizes and 4x them, K in {1, 10, 100}.
   gpu   larger batches, K up to 1000, seed counts up to 32, bf16: one accelerator.
   smoke one tiny measurement, for the test suite.
 """
@@ -31,7 +31,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if c.variant == "cpu":
         c.measurements = [measurement("mlp", 128, k) for k in (1, 100)] + [
             measurement("transformer", 64, k) for k in (1, 100)] + [
-            measurement("mlp", 128, 100, seeds=4), measurement("mlp", 128, 100, compute_dtype="bfloat16")]
+            measurement("mlp", 128, 100, seeds=4), measurement("mlp", 128, 100, compute_dtype="bfloat16"),
+            measurement("mlp", 512, 100), measurement("transformer", 256, 10)]
     elif c.variant == "gpu":
         c.min_seconds = 2.0
         c.time_to_steps = 500_000

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clam_jax.errors import NonFiniteLossError
+from clam_jax.errors import DataError, NonFiniteLossError
 from clam_jax.methods.policy import init_policy, make_policy_step
 from clam_jax.models.lam import MLPPolicy
 from clam_jax.training.checkpoints import TrainStateCheckpoints
@@ -182,3 +182,15 @@ def test_logged_metrics_average_every_dispatch_since_the_last_log():
     assert (first_step, second_step) == (4, 8)
     assert first["loss"] == 1.5 and first["every_other"] == 1.0  # steps 0..3; even steps 0, 2
     assert second["loss"] == 5.5 and second["every_other"] == 5.0
+
+
+def test_restoring_a_checkpoint_of_another_layout_says_so(tmp_path):
+    state, _, _ = regression_problem()
+    TrainStateCheckpoints(tmp_path / "ckpt").save(0, state)
+    wider = init_policy(jax.random.key(0), MLPPolicy(out_dim=2, hidden=(64,), squash=True),
+                        make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0), jnp.zeros((1, 5)))
+    deeper = init_policy(jax.random.key(0), MLPPolicy(out_dim=2, hidden=(32, 32), squash=True),
+                         make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0), jnp.zeros((1, 5)))
+    for other in (wider, deeper):  # another shape, another tree
+        with pytest.raises(DataError, match="does not fit this run's train state"):
+            TrainStateCheckpoints(tmp_path / "ckpt").restore(other)
