@@ -36,8 +36,8 @@ def random_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.wrap_key_data(key)
     size = int(np.prod(shape))
-    if str(jax.random.key_impl(key)) != "threefry2x32" or not jax.config.jax_threefry_partitionable \
-            or size >= 2**32:
+    partitionable = getattr(jax.config, "jax_threefry_partitionable", True)  # the flag may outlive its choice
+    if str(jax.random.key_impl(key)) != "threefry2x32" or not partitionable or size >= 2**32:
         return jax.random.bits(key, shape)
     index = jax.lax.iota(jnp.uint32, size).reshape(shape)
     high, low = threefry2x32(jax.random.key_data(key), jnp.zeros_like(index), index)
