@@ -3,6 +3,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from clam_jax.errors import DataError, NonFiniteLossError
@@ -185,12 +186,12 @@ def test_logged_metrics_average_every_dispatch_since_the_last_log():
 
 
 def test_restoring_a_checkpoint_of_another_layout_says_so(tmp_path):
-    state, _, _ = regression_problem()
-    TrainStateCheckpoints(tmp_path / "ckpt").save(0, state)
-    wider = init_policy(jax.random.key(0), MLPPolicy(out_dim=2, hidden=(64,), squash=True),
-                        make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0), jnp.zeros((1, 5)))
-    deeper = init_policy(jax.random.key(0), MLPPolicy(out_dim=2, hidden=(32, 32), squash=True),
-                         make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0), jnp.zeros((1, 5)))
-    for other in (wider, deeper):  # another shape, another tree
-        with pytest.raises(DataError, match="does not fit this run's train state"):
+    adamw = make_optimizer(lr=1e-2, weight_decay=0.0, warmup=5, clip=1.0)
+    policy_state = lambda hidden, tx=adamw: init_policy(
+        jax.random.key(0), MLPPolicy(out_dim=2, hidden=hidden, squash=True), tx, jnp.zeros((1, 5)))
+    TrainStateCheckpoints(tmp_path / "ckpt").save(0, policy_state((32,)))
+    for other, differs in ((policy_state((64,)), r"Dense_0/bias: \(32,\) in the checkpoint, \(64,\) here"),
+                           (policy_state((32,), optax.sgd(1e-2)), r"opt_state/.*: \(\) in the checkpoint, absent")):
+        with pytest.raises(DataError, match="does not fit this run's train state .*" + differs):
             TrainStateCheckpoints(tmp_path / "ckpt").restore(other)
+    assert int(TrainStateCheckpoints(tmp_path / "ckpt").restore(policy_state((32,))).step) == 0

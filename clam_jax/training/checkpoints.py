@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from clam_jax.errors import DataError
@@ -13,9 +14,9 @@ def _key_name(key) -> str:
 
 def _shape(leaf) -> tuple:
     """A leaf's shape as stored: a PRNG key array is stored as its key data."""
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+    if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
         leaf = jax.eval_shape(jax.random.key_data, leaf)
-    return tuple(leaf.shape)
+    return tuple(np.shape(leaf))
 
 
 def _layout(tree, shape=_shape) -> dict:
@@ -45,8 +46,10 @@ class TrainStateCheckpoints:
         another layout (other model or optimizer settings, an earlier version) is a `DataError`."""
         step = self.latest_step() if step is None else step
         metadata = self._manager.item_metadata(step)
-        stored, expected = _layout(getattr(metadata, "tree", metadata), lambda m: tuple(m.shape)), _layout(like)
-        if stored != expected:
+        metadata = getattr(metadata, "tree", metadata)  # None where orbax cannot read it: restore says why
+        stored = None if metadata is None else _layout(metadata, lambda m: tuple(getattr(m, "shape", ())))
+        expected = _layout(like)
+        if stored is not None and stored != expected:
             paths = sorted(stored.keys() | expected.keys(), key=lambda p: (p[0] != "params", p))  # params first
             path = next(p for p in paths if stored.get(p) != expected.get(p))
             raise DataError(
