@@ -8,10 +8,6 @@ import orbax.checkpoint as ocp
 from clam_jax.errors import DataError
 
 
-def _key_name(key) -> str:
-    return str(next(getattr(key, a) for a in ("key", "name", "idx") if hasattr(key, a)))
-
-
 def _shape(leaf) -> tuple:
     """A leaf's shape as stored: a PRNG key array is stored as its key data."""
     if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
@@ -20,8 +16,9 @@ def _shape(leaf) -> tuple:
 
 
 def _layout(tree, shape=_shape) -> dict:
-    """{path of names: shape} of a train state, or of a checkpoint's metadata tree (`shape=` its leaves')."""
-    return {tuple(map(_key_name, path)): shape(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    """{"params/...": shape} of a train state, or of a checkpoint's metadata tree (`shape=` its leaves')."""
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): shape(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 class TrainStateCheckpoints:
@@ -50,11 +47,11 @@ class TrainStateCheckpoints:
         stored = None if metadata is None else _layout(metadata, lambda m: tuple(getattr(m, "shape", ())))
         expected = _layout(like)
         if stored is not None and stored != expected:
-            paths = sorted(stored.keys() | expected.keys(), key=lambda p: (p[0] != "params", p))  # params first
+            paths = sorted(stored.keys() | expected.keys(), key=lambda p: (not p.startswith("params/"), p))
             path = next(p for p in paths if stored.get(p) != expected.get(p))
             raise DataError(
                 f"The checkpoint of step {step} in {self._manager.directory} does not fit this run's train state "
-                f"({'/'.join(path)}: {stored.get(path, 'absent')} in the checkpoint, {expected.get(path, 'absent')} "
+                f"({path}: {stored.get(path, 'absent')} in the checkpoint, {expected.get(path, 'absent')} "
                 "here): it was written for other model or optimizer settings, or by an earlier version of clam_jax "
                 "(transformer LAMs now stack their layers' parameters). Resume it with the settings and version that "
                 "wrote it, or train in a new workdir.")
