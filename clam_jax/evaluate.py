@@ -2,12 +2,15 @@
 
   python -m clam_jax.evaluate --policy=runs/quick/clam/policy --episodes=30
   python -m clam_jax.evaluate --policy=runs/images/clam/policy --robot=tcp://robot-host:5556 --episodes=10
+  python -m clam_jax.evaluate --policy=runs/quick/clam/policy --dims_from=runs/quick/bc_expert/policy --dims=0,1,2
 
 The policy directory is self-describing (task, episode length, normalization),
 so nothing else is needed. Prints and writes `<policy>/evaluation_<split>.json`
 (`evaluation_robot.json` on a robot, whose episodes are also written as an RLDS
 dataset in `<policy>/robot_episodes/<date-time>`; run interactively, it asks the
-operator for each episode's outcome).
+operator for each episode's outcome). With `--dims_from`, the action dimensions `--dims` come from
+that other saved policy of the same task (`clam_jax.rollout.mixing`), and the results go to
+`evaluation_<split>_dims<dims>_from_<its method>.json` instead.
 """
 import json
 import sys
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from clam_jax.errors import ClamError
+from clam_jax.errors import ClamError, ConfigError
 from clam_jax.rollout.chunking import EXECUTIONS
 
 flags.DEFINE_string("policy", None, "Directory of a saved policy (e.g. <workdir>/clam/policy).", required=True)
@@ -34,6 +37,9 @@ flags.DEFINE_enum("chunk_execution", None, list(EXECUTIONS), "How a policy that 
                   "actions acts: temporal ensembling or each chunk executed whole (default: its training config's).")
 flags.DEFINE_float("ensemble_m", None, "Temporal ensembling's weight m: exp(-m * i) for the i-th oldest "
                    "prediction (default: its training config's).")
+flags.DEFINE_string("dims_from", None, "Another saved policy of the same task whose actions supply `--dims` "
+                    "(a diagnostic of which part of the action limits the policy, clam_jax.rollout.mixing).")
+flags.DEFINE_list("dims", None, "Action dimensions taken from `--dims_from`'s policy, e.g. 0,1,2.")
 FLAGS = flags.FLAGS
 
 
@@ -47,16 +53,38 @@ def main(argv):
 
     try:
         act, spec = load_policy(FLAGS.policy, execution=FLAGS.chunk_execution, ensemble_m=FLAGS.ensemble_m)
+        method, suffix = spec["method"], ""
+        if FLAGS.dims_from or FLAGS.dims:
+            act, other = mixed_actor(act, spec)
+            method = f"{method} with dims {','.join(FLAGS.dims)} of {other['method']}"
+            suffix = f"_dims{'-'.join(FLAGS.dims)}_from_{other['method']}"
         result = on_robot(act, spec) if FLAGS.robot else in_simulation(act, spec)
     except ClamError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    result.update(task=spec["task"], method=spec["method"])
+    result.update(task=spec["task"], method=method)
     where = "robot" if FLAGS.robot else FLAGS.split
-    (Path(FLAGS.policy) / f"evaluation_{where}.json").write_text(json.dumps(result, indent=2))
-    print(f"{spec['method']} on {spec['task']}: success rate {result['success_rate']:.2f}, return "
+    (Path(FLAGS.policy) / f"evaluation_{where}{suffix}.json").write_text(json.dumps(result, indent=2))
+    print(f"{method} on {spec['task']}: success rate {result['success_rate']:.2f}, return "
           f"{sum(result['returns']) / len(result['returns']):.1f} over {result['num_episodes']} episodes "
           f"({FLAGS.robot or f'{FLAGS.split} variations'})")
+
+
+def mixed_actor(act, spec: dict):
+    """`act` with the action dimensions FLAGS.dims taken from the policy in FLAGS.dims_from; and its spec."""
+    from clam_jax.rollout.mixing import MixedActor
+    from clam_jax.rollout.saved_policy import load_policy
+
+    if not (FLAGS.dims_from and FLAGS.dims):
+        raise ConfigError("--dims_from and --dims go together: the other policy and the action dimensions it gives.")
+    other, other_spec = load_policy(FLAGS.dims_from, execution=FLAGS.chunk_execution, ensemble_m=FLAGS.ensemble_m)
+    if other_spec["task"] != spec["task"]:
+        raise ConfigError(f"--dims_from's policy is for {other_spec['task']}, this one for {spec['task']}.")
+    try:
+        dims = [int(d) for d in FLAGS.dims]
+    except ValueError:
+        raise ConfigError(f"--dims must be whole numbers, e.g. 0,1,2; got {','.join(FLAGS.dims)}.") from None
+    return MixedActor(act, other, dims, spec["action_dim"]), other_spec
 
 
 def in_simulation(act, spec: dict) -> dict:

@@ -446,6 +446,23 @@ def trained_policy(tmp_path_factory):
     return workdir / "clam" / "policy"
 
 
+def test_evaluation_with_dimensions_from_another_policy(trained_policy):
+    """`clam_jax.evaluate --dims_from`: the policy with its own xyz motion swapped in acts as the policy alone
+    (same successes and returns as its evaluation after training); a bad dimension is one clear line."""
+    evaluate = [sys.executable, "-m", "clam_jax.evaluate", f"--policy={trained_policy}", "--episodes=4",
+                f"--dims_from={trained_policy}"]
+    done = subprocess.run([*evaluate, "--dims=0,1,2"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "clam with dims 0,1,2 of clam on assembly-v3: success rate" in done.stdout
+    mixed = json.loads((trained_policy / "evaluation_test_dims0-1-2_from_clam.json").read_text())
+    alone = json.loads((trained_policy.parent / "summary.json").read_text())["eval"]
+    assert mixed["successes"] == alone["successes"]
+    np.testing.assert_allclose(mixed["returns"], alone["returns"], rtol=1e-5)
+    bad = subprocess.run([*evaluate, "--dims=4"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: Action dimensions to mix must be in 0 .. 3, got [4].")
+
+
 def test_policy_through_the_bridge_matches_the_policy_in_simulation(trained_policy):
     """`clam_jax.evaluate --robot` against a server process with the simulated arm: the same variations give
     the same successes and, up to float rounding of batched inference, the same returns (chunks ensembled

@@ -1,4 +1,5 @@
-"""Action chunking: chunked targets, the masked chunk loss, temporal ensembling and open-loop execution."""
+"""Action chunking: chunked targets, the masked chunk loss, temporal ensembling and open-loop execution; actors
+mixed from two policies."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +10,7 @@ from clam_jax.errors import ConfigError
 from clam_jax.methods.policy import init_policy, make_policy_step
 from clam_jax.models.lam import ActionDecoder, MLPPolicy
 from clam_jax.rollout.chunking import ChunkedActor, chunk_targets
+from clam_jax.rollout.mixing import MixedActor
 from clam_jax.rollout.saved_policy import load_policy, make_act_fn, save_policy
 from clam_jax.training.loop import make_multi_step
 from clam_jax.training.optim import make_optimizer
@@ -93,6 +95,22 @@ def test_unknown_execution_is_refused():
         ChunkedActor(counting_chunks(2)[0], 2, execution="receding")
     with pytest.raises(ConfigError, match="m must be >= 0"):
         ChunkedActor(counting_chunks(2)[0], 2, ensemble_m=-1.0)
+
+
+def test_mixed_actor_takes_the_chosen_dimensions_from_the_other_policy_and_resets_both():
+    def open_loop_counter(offset):
+        act_chunk = counting_chunks(2)[0]
+        return ChunkedActor(lambda obs: np.repeat(act_chunk(obs), 4, axis=-1) + offset, 2, execution="open_loop")
+
+    base, other = open_loop_counter(0.0), open_loop_counter(0.5)
+    mixed = MixedActor(base, other, [3, 0], action_dim=4)
+    np.testing.assert_array_equal([mixed(np.zeros((1, 2)))[0] for _ in range(3)],
+                                  [[0.5, 0, 0, 0.5], [1.5, 1, 1, 1.5], [10.5, 10, 10, 10.5]])
+    mixed.reset()
+    np.testing.assert_array_equal(mixed(np.zeros((1, 2)))[0], [20.5, 20, 20, 20.5])  # both start a new chunk
+    for dims in ([], [4], [-1]):
+        with pytest.raises(ConfigError, match="must be in 0 .. 3"):
+            MixedActor(base, other, dims, action_dim=4)
 
 
 def test_saved_latent_chunk_policy_decodes_every_step_and_acts_as_its_config_says(tmp_path):

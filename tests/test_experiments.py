@@ -1,13 +1,17 @@
 """The experiment runner: overrides, the results table, and a real grid that resumes without redoing cells."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
+from clam_jax.cli import load_config
 from clam_jax.errors import ConfigError
-from clam_jax.experiments import cell_config, parse_overrides
+from clam_jax.experiments import cell_config, grid_columns, parse_overrides
 from clam_jax.results_table import markdown_table
 from tests.test_pipeline import cli
+
+EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.py"))
 
 
 def record(method, task, seed, rate, variant="default"):
@@ -49,6 +53,17 @@ def test_overrides_are_python_literals_on_existing_fields(tiny_config):
         parse_overrides("task=assembly")
     with pytest.raises(ConfigError, match="no field 'jiont'"):
         cell_config(tiny_config(), "assembly-v3", 0, "stage1.jiont=False")
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: p.stem)
+def test_every_cell_of_every_experiment_config_is_a_valid_config(path):
+    """A misspelt override or method in a grid fails here, not hours into the run."""
+    from clam_jax.validation import validate_config
+
+    experiment = load_config(path)
+    for _, overrides, _ in grid_columns(experiment):
+        for task in experiment.tasks:
+            validate_config(cell_config(experiment.base, task, experiment.seeds[0], overrides))
 
 
 def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp_path):

@@ -1,0 +1,38 @@
+"""What limits CLAM against BC-Expert at the quick preset: training length, and the IDM's window for CLAM and VPT.
+
+  python -m clam_jax.experiments --config=configs/experiments/metaworld_ablations.py --workdir=runs/ablations
+
+Evaluated on the `val` variations: these results choose presets, so they never look at `test`.
+Variants:
+  (none)  assembly-v3 and bin-picking-v3 x seeds 0, 1, 2; columns: the quick preset (CLAM, VPT,
+          BC-Expert); the paper's IDM window o[t-1 .. t+1] for CLAM and VPT (separates VPT's window
+          from its play data, README "Measurements"); 3x the policy steps (CLAM, VPT); 3x the stage-1
+          steps (CLAM); the paper's MLP-CLAM sizes (LAM and policy hidden 1024, decoder 3 x 1024).
+"""
+from pathlib import Path
+
+import ml_collections
+
+from clam_jax.cli import load_config
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
+    if variant not in ("", "training_and_window"):
+        raise ValueError(f"Unknown variant {variant!r}; use: (none).")
+    c = ml_collections.ConfigDict()
+    c.variant = "training_and_window"
+    c.base = load_config(Path(__file__).resolve().parents[1] / "metaworld.py", "quick")
+    c.base.eval.split = "val"
+    c.base.methods = ("clam", "vpt", "bc_expert")
+    c.tasks = ("assembly-v3", "bin-picking-v3")
+    c.seeds = (0, 1, 2)
+    c.seeds_per_program = 1
+    c.variants = {
+        "default": "",
+        "paper_window": "lam.future=0; methods=('clam', 'vpt')",
+        "policy_30k": "policy.steps=30000; methods=('clam', 'vpt')",
+        "stage1_60k": "stage1.steps=60000; methods=('clam',)",
+        "paper_sizes": "lam.hidden=(1024, 1024); decoder.embed_dim=512; decoder.hidden=(1024, 1024, 1024); "
+                       "policy.hidden=(1024, 1024); methods=('clam',)",
+    }
+    return c
