@@ -1,4 +1,4 @@
-"""What limits CLAM against BC-Expert at the quick preset: training length, and the IDM's window for CLAM and VPT.
+"""What limits CLAM against BC-Expert at the quick preset: the IDM's window (CLAM and VPT), training length, model size.
 
   python -m clam_jax.experiments --config=configs/experiments/metaworld_ablations.py --workdir=runs/ablations
 
@@ -17,10 +17,10 @@ from clam_jax.cli import load_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    if variant not in ("", "training_and_window"):
+    if variant not in ("", "limits"):
         raise ValueError(f"Unknown variant {variant!r}; use: (none).")
     c = ml_collections.ConfigDict()
-    c.variant = "training_and_window"
+    c.variant = "limits"
     c.base = load_config(Path(__file__).resolve().parents[1] / "metaworld.py", "quick")
     c.base.eval.split = "val"
     c.base.methods = ("clam", "vpt", "bc_expert")
