@@ -2,7 +2,7 @@
 
 E.g. a MetaWorld arm's action is an xyz motion (dimensions 0-2) and a gripper command (3): CLAM's policy
 with BC-Expert's xyz motion tells whether CLAM's gripper is good enough, and the reverse whether its arm
-motion is (README, "Measurements").
+motion is (README, "What limits CLAM at the quick preset").
 """
 import numpy as np
 
