@@ -10,7 +10,9 @@ so nothing else is needed. Prints and writes `<policy>/evaluation_<split>.json`
 dataset in `<policy>/robot_episodes/<date-time>`; run interactively, it asks the
 operator for each episode's outcome). With `--dims_from`, the action dimensions `--dims` come from
 that other saved policy of the same task (`clam_jax.rollout.mixing`), and the results go to
-`evaluation_<split>_dims<dims>_from_<its method>.json` instead.
+`evaluation_<split>_dims<dims>_from_<its method>.json` instead. `--max_steps` evaluates with another
+episode length (e.g. longer: does a policy fail by going astray or by being too slow?); the results say
+at which step each episode first succeeded (`success_steps`, in simulation).
 """
 import json
 import sys
@@ -25,6 +27,8 @@ from clam_jax.rollout.chunking import EXECUTIONS
 flags.DEFINE_string("policy", None, "Directory of a saved policy (e.g. <workdir>/clam/policy).", required=True)
 flags.DEFINE_integer("episodes", 30, "Number of task variations to evaluate.")
 flags.DEFINE_enum("split", "test", ["val", "test"], "Which fixed set of task variations to use.")
+flags.DEFINE_integer("max_steps", None, "Policy steps per episode (default: the episode length the policy was "
+                     "trained for); another length writes evaluation_<split>_steps<N>.json.")
 flags.DEFINE_integer("num_workers", 0, "Environment worker processes (0: one per core).")
 flags.DEFINE_integer("videos", 0, "Episodes to save as GIFs beside the results (renders with MUJOCO_GL).")
 flags.DEFINE_string("robot", None, "Run on a robot instead: a clam_jax robot server (tcp://HOST:PORT) or "
@@ -58,6 +62,11 @@ def main(argv):
             act, other = mixed_actor(act, spec)
             method = f"{method} with dims {','.join(FLAGS.dims)} of {other['method']}"
             suffix = f"_dims{'-'.join(FLAGS.dims)}_from_{other['method']}"
+        if FLAGS.max_steps is not None and FLAGS.max_steps != spec["max_steps"]:
+            if FLAGS.max_steps < 1:
+                raise ConfigError(f"--max_steps must be at least 1, got {FLAGS.max_steps}.")
+            spec = {**spec, "max_steps": FLAGS.max_steps}
+            suffix += f"_steps{FLAGS.max_steps}"
         result = on_robot(act, spec) if FLAGS.robot else in_simulation(act, spec)
     except ClamError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -5,7 +5,8 @@ decoder fitted afterwards), BC on D_labeled (`bc`) or, privileged, on the expert
 episodes' true actions (`bc_expert`), VPT (an IDM fitted to D_labeled labels the
 expert episodes for BC), LAPA (quantized-latent pretraining, then fine-tuning on
 D_labeled) and DynaMo (BC on D_labeled over an encoder pretrained by latent
-dynamics). A recipe takes the runs of one group (`clam_jax.stages.Run`, the same
+dynamics); and an ablation, `clam_decoded` (BC on CLAM's decoded labels). A
+recipe takes the runs of one group (`clam_jax.stages.Run`, the same
 config but for the seed), trains those without a saved policy together, and
 records each stage in every run's `<workdir>/<method>/summary.json`; its stages
 resume from their checkpoints.
@@ -74,6 +75,17 @@ def train_separate_decoder(runs: list[Run], mesh, method: str, lam, decoder, lam
     return [state.params for state in states]
 
 
+def clam_stage1(runs: list[Run], mesh, method: str) -> tuple[list, list]:
+    """CLAM's stage 1 under `<workdir>/<method>/` (the decoder fitted afterwards when `stage1.joint=False`):
+    the LAM's and the decoder's parameters of each run."""
+    config = runs[0].config
+    stage1 = train_stage1(runs, mesh, method=method)
+    lam_params = [state.lam_params for state in stage1]
+    if config.stage1.joint:
+        return lam_params, [state.decoder_params for state in stage1]
+    return lam_params, train_separate_decoder(runs, mesh, method, *lam_and_decoder(config), lam_params)
+
+
 def run_clam(runs: list[Run], mesh, method: str = "clam") -> None:
     """CLAM, or with `method="lapo"` and configs of discrete latents and a separate decoder, LAPO."""
     runs = _untrained(runs, method)
@@ -82,10 +94,7 @@ def run_clam(runs: list[Run], mesh, method: str = "clam") -> None:
     config = runs[0].config
     lam, decoder = lam_and_decoder(config)
     start = time.perf_counter()
-    stage1 = train_stage1(runs, mesh, method=method)
-    lam_params = [state.lam_params for state in stage1]
-    decoders = [state.decoder_params for state in stage1] if config.stage1.joint else train_separate_decoder(
-        runs, mesh, method, lam, decoder, lam_params)
+    lam_params, decoders = clam_stage1(runs, mesh, method)
     entries = []
     for run, params, decoder_params in zip(runs, lam_params, decoders):
         errors = {f"decoder_mse_{name}": clam.decoder_error(
@@ -183,20 +192,50 @@ def run_vpt(runs: list[Run], mesh) -> None:
         runs, mesh, "vpt", "idm", idm, [flat_windows(run.config, run.normalizer, run.datasets["labeled"])
                                         for run in runs],
         [transition_actions(run.datasets["labeled"]) for run in runs], hparams=config.policy, seed_offset=4)
-    labels = [np.asarray(jax.jit(idm.apply)(state.params, flat_windows(run.config, run.normalizer,
-                                                                       run.datasets["expert"])))
-              for run, state in zip(runs, idm_states)]
-    _record(runs, "vpt", "idm", start, [
-        {"steps": config.policy.steps,
-         "idm_mse_expert": float(np.mean(np.square(y - transition_actions(run.datasets["expert"]))))}
-        for run, y in zip(runs, labels)])
+    expert = [run.datasets["expert"] for run in runs]
+    labels = [np.asarray(jax.jit(idm.apply)(state.params, flat_windows(run.config, run.normalizer, episodes)))
+              .reshape(episodes.num_episodes, -1, idm.out_dim)
+              for run, state, episodes in zip(runs, idm_states, expert)]
+    _record(runs, "vpt", "idm", start, [{"steps": config.policy.steps, "idm_mse_expert": _expert_error(run, y)}
+                                        for run, y in zip(runs, labels)])
+    _imitate_expert_labels(runs, mesh, "vpt", labels, seed_offset=5)
 
+
+def _expert_error(run: Run, labels: np.ndarray) -> float:
+    """MSE of inferred actions [N, T, A] against the expert episodes' true actions."""
+    return float(np.mean(np.square(labels - episode_actions(run.datasets["expert"]))))
+
+
+def _imitate_expert_labels(runs: list[Run], mesh, method: str, labels: list, *, seed_offset: int) -> None:
+    """BC on the expert episodes with inferred actions ([N, T, A] per run): `method`'s "policy" stage."""
     start = time.perf_counter()
-    _train_action_policy(runs, mesh, "vpt", [transition_observations(run.datasets["expert"].observations,
-                                                                     run.normalizer) for run in runs],
-                         [y.reshape(run.datasets["expert"].num_episodes, -1, y.shape[-1])
-                          for run, y in zip(runs, labels)], seed_offset=5)
-    _record(runs, "vpt", "policy", start, [{"steps": config.policy.steps}] * len(runs))
+    _train_action_policy(runs, mesh, method, [transition_observations(run.datasets["expert"].observations,
+                                                                      run.normalizer) for run in runs],
+                         labels, seed_offset=seed_offset)
+    _record(runs, method, "policy", start, [{"steps": runs[0].config.policy.steps}] * len(runs))
+
+
+def run_clam_decoded(runs: list[Run], mesh) -> None:
+    """CLAM's labels in action space: CLAM's IDM and decoder label the expert episodes with decoded actions,
+    and BC imitates those, where CLAM's policy imitates the latents and decodes its own outputs. An
+    ablation, not in the paper: it separates the labels' quality from acting through the latent space.
+    CLAM's stage 1 (the same program, data and seed) is kept under `clam/` and serves both.
+    """
+    runs = _untrained(runs, "clam_decoded")
+    if not runs:
+        return
+    config = runs[0].config
+    lam, decoder = lam_and_decoder(config)
+    start = time.perf_counter()
+    lam_params, decoders = clam_stage1(runs, mesh, "clam")
+    decode = jax.jit(decoder.apply)
+    labels = [np.asarray(decode(decoder_params, clam.relabel(lam, params, run.padded("expert"),
+                                                             batch_size=config.train.relabel_batch_size)))
+              for run, params, decoder_params in zip(runs, lam_params, decoders)]
+    _record(runs, "clam_decoded", "labels", start, [
+        {"stage1_steps": config.stage1.steps, "label_mse_expert": _expert_error(run, y)}
+        for run, y in zip(runs, labels)])
+    _imitate_expert_labels(runs, mesh, "clam_decoded", labels, seed_offset=1)
 
 
 def run_lapa(runs: list[Run], mesh) -> None:
@@ -277,4 +316,4 @@ def run_dynamo(runs: list[Run], mesh) -> None:
 
 
 RECIPES = {"clam": run_clam, "bc": run_bc, "bc_expert": functools.partial(run_bc, method="bc_expert"),
-           "vpt": run_vpt, "lapo": run_lapo, "lapa": run_lapa, "dynamo": run_dynamo}
+           "vpt": run_vpt, "lapo": run_lapo, "lapa": run_lapa, "dynamo": run_dynamo, "clam_decoded": run_clam_decoded}

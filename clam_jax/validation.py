@@ -7,7 +7,7 @@ from clam_jax.models.lam import LAM_KINDS
 from clam_jax.models.policies import IMAGE_ENCODERS
 from clam_jax.rollout.chunking import EXECUTIONS
 
-KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
+KNOWN_METHODS = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo", "clam_decoded")
 IMAGE_METHODS = ("clam", "bc", "bc_expert", "lapo")  # the others' networks are MLPs over state vectors
 
 

@@ -463,6 +463,20 @@ def test_evaluation_with_dimensions_from_another_policy(trained_policy):
         "error: Action dimensions to mix must be in 0 .. 3, got [4].")
 
 
+def test_evaluation_with_another_episode_length(trained_policy):
+    """`clam_jax.evaluate --max_steps`: its own results file, a success step for each success; 0 steps is one
+    clear line."""
+    evaluate = [sys.executable, "-m", "clam_jax.evaluate", f"--policy={trained_policy}", "--episodes=4"]
+    done = subprocess.run([*evaluate, "--max_steps=45"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    longer = json.loads((trained_policy / "evaluation_test_steps45.json").read_text())
+    assert len(longer["success_steps"]) == 4
+    assert [n is not None and 1 <= n <= 45 for n in longer["success_steps"]] == longer["successes"]
+    bad = subprocess.run([*evaluate, "--max_steps=0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == "error: --max_steps must be at least 1, got 0."
+
+
 def test_policy_through_the_bridge_matches_the_policy_in_simulation(trained_policy):
     """`clam_jax.evaluate --robot` against a server process with the simulated arm: the same variations give
     the same successes and, up to float rounding of batched inference, the same returns (chunks ensembled

@@ -6,8 +6,9 @@ from clam_jax.collect import collect_datasets, data_dir
 from clam_jax.data.episodes import read_episodes
 from clam_jax.envs.behaviors import check_behavior
 from clam_jax.envs.collection import episode_spec, run_episode
-from clam_jax.envs.metaworld import MetaWorldTask, check_task
+from clam_jax.envs.metaworld import MetaWorldTask, check_task, expert_policy
 from clam_jax.errors import ConfigError, DataError
+from clam_jax.rollout.evaluation import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,24 @@ def test_expert_solves_the_task_within_100_policy_steps():
     env = MetaWorldTask("assembly-v3", max_steps=100, action_repeat=2)
     episode = run_episode(env, episode_spec(seed=0, stream=2, index=0, behaviors=("expert",)))
     assert episode["success"]
+
+
+def test_evaluation_reports_the_step_of_first_success():
+    """The scripted expert through `evaluate`: every episode succeeds and says when; cut one step short of
+    the earliest success, that episode fails and has no success step."""
+    expert = expert_policy("assembly-v3")
+
+    def act(observations):
+        return np.stack([np.clip(expert(o), -1, 1) for o in observations])
+
+    kwargs = dict(num_episodes=3, split="val", action_repeat=2, num_workers=1)
+    full = evaluate(act, "assembly-v3", max_steps=100, **kwargs)
+    assert full["successes"] == [True] * 3 and all(1 < n <= 100 for n in full["success_steps"])
+    earliest = min(full["success_steps"])
+    cut = evaluate(act, "assembly-v3", max_steps=earliest - 1, **kwargs)
+    first = full["success_steps"].index(earliest)
+    assert cut["successes"][first] is False and cut["success_steps"][first] is None
+    assert [n is not None for n in cut["success_steps"]] == cut["successes"]
 
 
 # The first frame of `REFERENCE_SPEC` at 64x64, as 8x8 blocks of mean grey level, rendered here on the

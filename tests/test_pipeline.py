@@ -24,19 +24,24 @@ def cli(module, *args, timeout=600):
 
 def test_train_runs_every_stage_and_writes_results(tmp_path):
     workdir = tmp_path / "run"
-    args = ["--config=configs/metaworld.py:tiny", f"--workdir={workdir}"]
+    every_method = "('clam', 'bc', 'bc_expert', 'vpt', 'lapo', 'lapa', 'dynamo', 'clam_decoded')"
+    args = ["--config=configs/metaworld.py:tiny", f"--config.methods={every_method}", f"--workdir={workdir}"]
     done = cli("clam_jax.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "clam stage1" in done.stderr and "bc policy" in done.stderr
     assert "lapo stage1" in done.stderr and "lapa stage1" not in done.stderr  # LAPA reuses LAPO's LAM
     results = json.loads((workdir / "results.json").read_text())
     rows = {row["method"]: row for row in results["results"]}
-    assert set(rows) == {"clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo"}
+    assert set(rows) == {"clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo", "clam_decoded"}
     for row in rows.values():
         assert row["task"] == "assembly-v3" and row["seed"] == 0 and row["num_episodes"] == 4
         assert 0.0 <= row["success_rate"] <= 1.0
     stage1 = rows["clam"]["stage1"]
     assert np.isfinite([stage1["recon_loss"], stage1["cheat_loss"], stage1["decoder_mse_expert"]]).all()
+    # clam_decoded imitates CLAM's decoded labels, from CLAM's own stage 1 (kept under clam/).
+    labels = json.loads((workdir / "clam_decoded" / "summary.json").read_text())["labels"]
+    assert labels["label_mse_expert"] == pytest.approx(stage1["decoder_mse_expert"], rel=1e-5)
+    assert {p.name for p in (workdir / "clam_decoded" / "checkpoints").iterdir()} == {"policy"}
     vpt = json.loads((workdir / "vpt" / "summary.json").read_text())
     assert np.isfinite(vpt["idm"]["idm_mse_expert"]) and (workdir / "vpt" / "checkpoints" / "idm").is_dir()
     assert {p.name for p in (workdir / "lapa" / "checkpoints").iterdir()} == {"latent_policy", "policy"}

@@ -26,8 +26,9 @@ def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, a
     and with `proprio_dims` > 0 also the states' first entries (`clam_jax.data.observations`). `env_options`
     are the suite's (`clam_jax.envs.tasks.task_options`).
 
-    Returns per-episode successes and returns, the success rate, and `frames`
-    ([videos, T + 1, H, W, 3] uint8) when videos > 0.
+    Returns per-episode successes, returns and success steps (the policy step, from 1, at which the episode
+    first succeeded; None if it never did: how close to the time limit successes come), the success rate, and
+    `frames` ([videos, T + 1, H, W, 3] uint8) when videos > 0.
     """
     require_simulator(task)
     with EnvPool(task, num_episodes, max_steps=max_steps, action_repeat=action_repeat,
@@ -40,17 +41,20 @@ def evaluate(act, task: str, *, num_episodes: int, split: str, max_steps: int, a
         obs = observe(pool.reset(evaluation_seeds(split, num_episodes)))
         start_episodes(act)
         success = np.zeros(num_episodes, bool)
+        success_steps = np.zeros(num_episodes, int)
         returns = np.zeros(num_episodes)
         frames = [pool.render(range(videos))] if videos else []
-        for _ in range(max_steps):
+        for step in range(1, max_steps + 1):
             states, reward, step_success = pool.step(np.asarray(act(obs)))
             obs = observe(states)
+            success_steps[step_success & ~success] = step
             success |= step_success
             returns += reward
             if videos:
                 frames.append(pool.render(range(videos)))
     result = {"success_rate": float(success.mean()), "num_episodes": num_episodes,
-              "successes": success.tolist(), "returns": returns.tolist(), "split": split}
+              "successes": success.tolist(), "returns": returns.tolist(),
+              "success_steps": [int(n) if n else None for n in success_steps], "split": split}
     if videos:
         result["frames"] = np.stack([np.stack(f) for f in frames], axis=1)
     return result
