@@ -228,9 +228,8 @@ def run_clam_decoded(runs: list[Run], mesh) -> None:
     lam, decoder = lam_and_decoder(config)
     start = time.perf_counter()
     lam_params, decoders = clam_stage1(runs, mesh, "clam")
-    decode = jax.jit(decoder.apply)
-    labels = [np.asarray(decode(decoder_params, clam.relabel(lam, params, run.padded("expert"),
-                                                             batch_size=config.train.relabel_batch_size)))
+    labels = [clam.decoded_actions(lam, decoder, params, decoder_params, run.padded("expert"),
+                                   batch_size=config.train.relabel_batch_size)
               for run, params, decoder_params in zip(runs, lam_params, decoders)]
     _record(runs, "clam_decoded", "labels", start, [
         {"stage1_steps": config.stage1.steps, "label_mse_expert": _expert_error(run, y)}

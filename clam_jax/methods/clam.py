@@ -212,8 +212,13 @@ def latents_and_errors(lam, lam_params, padded, *, batch_size: int) -> tuple[np.
     return out[..., :-2], out[..., -2:]
 
 
+def decoded_actions(lam, decoder, lam_params, decoder_params, padded, *, batch_size: int) -> np.ndarray:
+    """decoder(IDM(transition)) for every transition of padded episodes: [N, T, action_dim]."""
+    latents = relabel(lam, lam_params, padded, batch_size=batch_size)
+    return np.asarray(jax.jit(functools.partial(decoder.apply, decoder_params))(latents))
+
+
 def decoder_error(lam, decoder, lam_params, decoder_params, padded, actions, *, batch_size: int) -> float:
     """MSE of decoder(IDM(transition)) against the true actions of padded episodes."""
-    latents = relabel(lam, lam_params, padded, batch_size=batch_size)
-    decoded = jax.jit(functools.partial(decoder.apply, decoder_params))(latents)
-    return float(jnp.mean(jnp.square(decoded - actions[:, : latents.shape[1]])))
+    decoded = decoded_actions(lam, decoder, lam_params, decoder_params, padded, batch_size=batch_size)
+    return float(jnp.mean(jnp.square(decoded - actions[:, : decoded.shape[1]])))
