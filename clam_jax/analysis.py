@@ -7,6 +7,8 @@ except D_labeled's:
   and scored (R²) on the other 20% and on the expert episodes;
 - the action decoder's error on D_labeled (its training data), on D_unlabeled
   (labels it never saw) and on the expert episodes;
+- how sharp its labels are in time: the weights of decoded a_t regressed on the true
+  a_{t-2} .. a_{t+3} (`lag_weights`), on D_labeled and on the expert episodes;
 - the reconstruction error against the cheat loss MSE(o_t, o_{t+1});
 - the latents' per-dimension variance and effective rank, and for quantized
   latents the share of codewords in use and their perplexity.
@@ -33,6 +35,7 @@ from clam_jax.stages import (lam_and_decoder, load_datasets, make_normalizer, pa
 from clam_jax.training.checkpoints import TrainStateCheckpoints
 
 HELD_OUT = 0.2  # the share of D_unlabeled's episodes the probes are scored on
+LABEL_LAGS = (-2, -1, 0, 1, 2, 3)
 
 
 def r2_score(targets: np.ndarray, predictions: np.ndarray) -> float:
@@ -71,6 +74,21 @@ def mlp_probe(z_train: np.ndarray, a_train: np.ndarray, *, hidden=(64, 64), step
     keys = jax.random.split(jax.random.key(seed + 1), steps)
     (params, _), _ = jax.jit(lambda carry: jax.lax.scan(step, carry, keys))((params, tx.init(params)))
     return lambda z: np.asarray(model.apply(params, jnp.asarray((z - mean) / std, jnp.float32)))
+
+
+def lag_weights(labels: np.ndarray, actions: np.ndarray, lags=LABEL_LAGS) -> np.ndarray:
+    """Per action dimension d, the least-squares weights w[d, k] of labels[:, t, d] ~ sum_k w[d, k] *
+    actions[:, t + lags[k], d] over every step t where all lags exist ([N, T, A] both): [A, len(lags)].
+    Sharp labels put 1 on lag 0 and 0 elsewhere; an IDM that mixes a step's action with its neighbours'
+    (its window shows them too) spreads the weight, and at a switch of the expert's action it labels the
+    step before with part of the action after (README, "Sharper labels")."""
+    first, last = -min(lags), labels.shape[1] - max(lags)
+    if last <= first:
+        raise DataError(f"lag_weights needs episodes longer than {max(lags) - min(lags)} steps.")
+    regressors = np.stack([actions[:, first + k: last + k] for k in lags], axis=-1)  # [N, T', A, L]
+    targets = labels[:, first:last]
+    return np.stack([np.linalg.lstsq(regressors[..., d, :].reshape(-1, len(lags)), targets[..., d].ravel(),
+                                     rcond=None)[0] for d in range(labels.shape[-1])])
 
 
 def effective_rank(matrix: np.ndarray) -> float:
@@ -148,13 +166,16 @@ def analyze_method(workdir, method: str, *, probe_steps: int = 2000) -> dict:
                 "expert": (flat(latents["expert"]), flat(actions["expert"]))}
     probes = {"linear": linear_probe(z_fit, a_fit), "mlp": mlp_probe(z_fit, a_fit, steps=probe_steps)}
     decode = jax.jit(decoder.apply)
+    decoded = {name: np.asarray(decode(decoder_params, z)) for name, z in latents.items()}
+    weights = {name: lag_weights(decoded[name], actions[name]) for name in ("labeled", "expert")}
     z_all = flat(latents["unlabeled"])
     report = {
         "method": method, "task": config.task, "latent_dim": int(z_all.shape[-1]),
         **{f"{kind}_probe_r2_{name}": r2_score(a, probe(z))
            for kind, probe in probes.items() for name, (z, a) in held_out.items()},
-        **{f"decoder_mse_{name}": float(np.mean(np.square(np.asarray(decode(decoder_params, latents[name]))
-                                                          - actions[name]))) for name in datasets},
+        **{f"decoder_mse_{name}": float(np.mean(np.square(decoded[name] - actions[name]))) for name in datasets},
+        **{f"label_lag_weights_{name}": w.tolist() for name, w in weights.items()},
+        **{f"label_weight_current_{name}": float(w[:, LABEL_LAGS.index(0)].mean()) for name, w in weights.items()},
         **{f"{kind}_loss_{name}": float(errors[name][..., i].mean())
            for name in ("unlabeled", "expert") for i, kind in enumerate(("recon", "cheat"))},
         "latent_variance": z_all.var(0).tolist(),
@@ -173,6 +194,8 @@ ROWS = [("linear probe R² (held-out / expert)", "linear_probe_r2_held_out", "li
         ("MLP probe R² (held-out / expert)", "mlp_probe_r2_held_out", "mlp_probe_r2_expert"),
         ("decoder MSE (D_labeled / D_unlabeled)", "decoder_mse_labeled", "decoder_mse_unlabeled"),
         ("decoder MSE (expert)", "decoder_mse_expert", None),
+        ("decoded label's weight on a_t (D_labeled / expert)", "label_weight_current_labeled",
+         "label_weight_current_expert"),
         ("reconstruction / cheat loss (D_unlabeled)", "recon_loss_unlabeled", "cheat_loss_unlabeled"),
         ("reconstruction / cheat loss (expert)", "recon_loss_expert", "cheat_loss_expert"),
         ("effective rank / latent dim", "effective_rank", "latent_dim"),

@@ -24,7 +24,7 @@ from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
 from clam_jax.data.observations import model_observations
 from clam_jax.data.statistics import Normalizer, PartsNormalizer, PixelNormalizer
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
-from clam_jax.data.windows import all_windows, pad_episodes, window_length
+from clam_jax.data.windows import all_windows, idm_inputs, pad_episodes, window_length
 from clam_jax.envs.tasks import proprio_dims, task_dims
 from clam_jax.errors import ConfigError, DataError
 from clam_jax.methods import clam
@@ -122,13 +122,15 @@ def make_normalizer(config, stats: dict) -> Normalizer | PixelNormalizer | Parts
 
 
 def lam_and_decoder(config):
-    """The LAM and the action decoder the config describes."""
+    """The LAM and the action decoder the config describes (also the config saved with a policy, which has no
+    `lam.difference_scale` in runs older than that option)."""
     lam = make_latent_action_model(
         config.lam.kind, obs_dim=task_dims(config.task)[0], latent_dim=config.lam.latent_dim,
         context=config.lam.context, future=config.lam.future, dtype=config.train.compute_dtype,
         hidden=config.lam.hidden, transformer=config.lam.transformer, space_time=config.lam.space_time,
         image_size=config.image_size, proprio_dim=proprio_size(config), codebook_size=config.lam.codebook_size,
-        codebooks=config.lam.codebooks, tokens=config.lam.tokens)
+        codebooks=config.lam.codebooks, tokens=config.lam.tokens,
+        difference_scale=config.lam.get("difference_scale", 0.0))
     decoder = ActionDecoder(**decoder_spec(config))
     return lam, decoder
 
@@ -306,10 +308,11 @@ def policy_targets(config, targets: np.ndarray) -> dict:
 
 
 def flat_windows(config, normalizer, episodes: Episodes) -> np.ndarray:
-    """Every transition's LAM window, flattened: [N * T, window * obs_dim]."""
+    """Every transition's LAM window as an MLP IDM's input (`clam_jax.data.windows.idm_inputs`, with
+    `config.lam.difference_scale`): [N * T, features]."""
     padded = padded_observations(config, normalizer, episodes)
     windows = all_windows(padded, window_length(config.lam.context, config.lam.future))
-    return np.asarray(windows).reshape(windows.shape[0], -1)
+    return np.asarray(idm_inputs(windows, config.lam.difference_scale))
 
 
 def on_host(params):

@@ -22,6 +22,9 @@ def validate_config(config) -> None:
     _validate_observation(config)
     if config.lam.context < 0 or config.lam.future < 0 or config.lam.codebook_size < 0:
         raise ConfigError("config.lam.context, config.lam.future and config.lam.codebook_size must be >= 0.")
+    if config.lam.difference_scale < 0 or (config.lam.difference_scale and config.lam.kind != "mlp"):
+        raise ConfigError(f"config.lam.difference_scale={config.lam.difference_scale} must be >= 0, and > 0 only "
+                          f"with config.lam.kind='mlp' (got {config.lam.kind!r}).")
     for name in ("lam", "lapo", "lapa"):
         section, split = config[name], config.lam.codebooks * config.lam.tokens
         if section.codebook_size and section.latent_dim % split:

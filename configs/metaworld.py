@@ -58,6 +58,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.lam.tokens = 4
     c.lam.context = 1  # H past frames: the IDM sees o[t-H .. t+1], the FDM o[t-H .. t]
     c.lam.future = 0  # frames after o[t+1] shown to the IDM only (not in the paper; quick uses 2)
+    # > 0: the MLP IDM (and VPT's) also sees the window's frame-to-frame differences times this (not in the paper)
+    c.lam.difference_scale = 0.0
 
     c.decoder = ml_collections.ConfigDict()
     c.decoder.embed_dim = 512

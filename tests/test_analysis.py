@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clam_jax.analysis import _codebook, codebook_usage, effective_rank, linear_probe, mlp_probe, r2_score
+from clam_jax.analysis import (LABEL_LAGS, _codebook, codebook_usage, effective_rank, lag_weights, linear_probe,
+                               mlp_probe, r2_score)
 from clam_jax.errors import DataError
 
 ROOT = Path(__file__).parents[1]
@@ -41,6 +42,18 @@ def test_probes_find_latents_that_map_actions_and_not_noise():
     assert abs(scores(linear_probe, noise)) < 0.05
     assert scores(mlp_probe, curved) > 0.9
     assert scores(mlp_probe, noise) < 0.1
+
+
+def test_lag_weights_find_how_labels_mix_neighbouring_actions():
+    actions = np.random.default_rng(0).uniform(-1, 1, (20, 50, 2))
+    np.testing.assert_allclose(lag_weights(actions, actions), np.eye(len(LABEL_LAGS))[[LABEL_LAGS.index(0)] * 2],
+                               atol=1e-9)
+    blurred = actions.copy()
+    blurred[:, 1:-1] = 0.25 * actions[:, :-2] + 0.5 * actions[:, 1:-1] + 0.25 * actions[:, 2:]
+    expected = dict(zip(LABEL_LAGS, [0.0] * len(LABEL_LAGS))) | {-1: 0.25, 0: 0.5, 1: 0.25}
+    np.testing.assert_allclose(lag_weights(blurred, actions), [list(expected.values())] * 2, atol=1e-9)
+    with pytest.raises(DataError, match="episodes longer than 5 steps"):
+        lag_weights(actions[:, :5], actions[:, :5])
 
 
 def test_effective_rank_counts_the_directions_rows_spread_in():

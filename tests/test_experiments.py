@@ -12,6 +12,7 @@ from clam_jax.results_table import markdown_table
 from tests.test_pipeline import cli
 
 EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.py"))
+OTHER_VARIANTS = {"metaworld_ablations": ("drift", "labels")}  # beside each config's default
 
 
 def record(method, task, seed, rate, variant="default"):
@@ -55,12 +56,14 @@ def test_overrides_are_python_literals_on_existing_fields(tiny_config):
         cell_config(tiny_config(), "assembly-v3", 0, "stage1.jiont=False")
 
 
-@pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: p.stem)
-def test_every_cell_of_every_experiment_config_is_a_valid_config(path):
+@pytest.mark.parametrize("path,variant", [(path, variant) for path in EXPERIMENT_CONFIGS
+                                          for variant in ("", *OTHER_VARIANTS.get(path.stem, ()))],
+                         ids=lambda x: getattr(x, "stem", x))
+def test_every_cell_of_every_experiment_config_is_a_valid_config(path, variant):
     """A misspelt override or method in a grid fails here, not hours into the run."""
     from clam_jax.validation import validate_config
 
-    experiment = load_config(path)
+    experiment = load_config(path, variant)
     for _, overrides, _ in grid_columns(experiment):
         for task in experiment.tasks:
             validate_config(cell_config(experiment.base, task, experiment.seeds[0], overrides))

@@ -95,6 +95,17 @@ def test_transformer_dropout_only_in_training_mode():
     assert not jnp.allclose(train[0], train[1])
 
 
+def test_mlp_idm_with_differences_reads_the_frames_and_their_differences():
+    lam = MLPLatentActionModel(obs_dim=3, latent_dim=2, hidden=(8,), context=1, future=1, difference_scale=10.0)
+    window = jax.random.normal(jax.random.key(1), (4, lam.window, 3))
+    params = lam.init(jax.random.key(0), window)
+    assert params["params"]["idm_net"]["Dense_0"]["kernel"].shape == ((2 * lam.window - 1) * 3, 8)
+    with pytest.raises(ConfigError, match="difference_scale is an option of the 'mlp' latent action model"):
+        make_latent_action_model("transformer", obs_dim=3, latent_dim=2, context=1, future=0, dtype="float32",
+                                 transformer=dict(embed_dim=8, num_heads=2, mlp_dim=16, num_layers=1),
+                                 difference_scale=10.0)
+
+
 def test_unknown_lam_kind_is_a_config_error():
     with pytest.raises(ConfigError, match="Unknown latent action model 'rnn'"):
         make_latent_action_model("rnn", obs_dim=3, latent_dim=2, context=1, future=0, dtype="float32")

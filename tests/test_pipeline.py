@@ -127,6 +127,7 @@ def assert_standalone_evaluation_matches(method_dir: Path):
     ("--config.lam.kind=space_time", "The Space-Time LAM reads frames"),
     ("--config.proprio=True", "config.proprio puts the arm's proprioception beside frames"),
     ("--config.policy.chunk=0", "config.policy.chunk (steps each policy predicts) must be >= 1"),
+    ("--config.lam.difference_scale=-1.0", "config.lam.difference_scale=-1.0 must be >= 0"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     done = cli("clam_jax.train", "--config=configs/metaworld.py:tiny", f"--workdir={tmp_path}", override,

@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from clam_jax.data.windows import all_windows, gather_windows, pad_episodes, sample_windows, window_length
+from clam_jax.data.windows import (all_windows, gather_windows, idm_inputs, pad_episodes, sample_windows,
+                                   window_length)
 
 
 def hand_made(num_episodes=3, steps=5):
@@ -46,3 +47,12 @@ def test_sampled_windows_and_labels_stay_aligned():
     windows, labels = np.asarray(windows)[..., 0], actions[np.asarray(episode), np.asarray(t), 0]
     np.testing.assert_array_equal(labels, windows[:, 1] + 0.5)
     assert (np.asarray(t) < 10).all() and (windows // 100 == windows[:, :1] // 100).all()
+
+
+def test_idm_inputs_are_the_frames_then_their_scaled_differences():
+    windows = np.arange(12, dtype=np.float32).reshape(2, 3, 2) ** 2  # [B 2, W 3, D 2], steps of varying size
+    np.testing.assert_array_equal(idm_inputs(windows), windows.reshape(2, 6))
+    inputs = np.asarray(idm_inputs(windows, 10.0))
+    assert inputs.shape == (2, 3 * 2 + 2 * 2)
+    np.testing.assert_array_equal(inputs[:, :6], windows.reshape(2, 6))
+    np.testing.assert_allclose(inputs[:, 6:].reshape(2, 2, 2), 10.0 * (windows[:, 1:] - windows[:, :-1]))

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from clam_jax.data.observations import first_leaf, frames_and_proprio
-from clam_jax.data.windows import window_length
+from clam_jax.data.windows import idm_inputs, window_length
 from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
 from clam_jax.models.quantizers import VectorQuantizer
@@ -66,7 +66,8 @@ class _StateFrames:
 
 
 class MLPLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Module):
-    """IDM: MLP over the flattened window; FDM: MLP over o[t-H .. t] and z_t, predicting o_{t+1}."""
+    """IDM: MLP over the flattened window (and its frame-to-frame differences times `difference_scale` if > 0,
+    `clam_jax.data.windows.idm_inputs`); FDM: MLP over o[t-H .. t] and z_t, predicting o_{t+1}."""
 
     obs_dim: int
     latent_dim: int
@@ -76,6 +77,7 @@ class MLPLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Module):
     codebook_size: int = 0  # > 0: vector-quantized latents (see `clam_jax.models.quantizers`)
     codebooks: int = 1
     tokens: int = 1
+    difference_scale: float = 0.0
     dtype: Any = "float32"
 
     @property
@@ -90,7 +92,7 @@ class MLPLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Module):
 
     def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, window, obs_dim] -> z_t [B, latent_dim]."""
-        z = self.idm_net(window.reshape(window.shape[0], -1))
+        z = self.idm_net(idm_inputs(window, self.difference_scale))
         return self.quantizer(z, train) if self.quantizer else z
 
     @staticmethod
@@ -288,15 +290,19 @@ LAM_KINDS = ("mlp", "transformer", "space_time")
 def make_latent_action_model(kind: str, *, obs_dim: int, latent_dim: int, context: int, future: int,
                              dtype: Any, hidden=(1024, 1024), transformer=None, space_time=None,
                              image_size: int = 0, proprio_dim: int = 0, codebook_size: int = 0, codebooks: int = 1,
-                             tokens: int = 1) -> nn.Module:
+                             tokens: int = 1, difference_scale: float = 0.0) -> nn.Module:
     """The LAM named by `kind` ("mlp" or "transformer" over states of `obs_dim`, "space_time" over
     square images of `image_size`, with proprioception of `proprio_dim` beside them if > 0); `transformer` and
     `space_time` hold those models' sizes;
-    `codebook_size` > 0 quantizes its latents as `codebooks` x `tokens` codewords."""
+    `codebook_size` > 0 quantizes its latents as `codebooks` x `tokens` codewords; `difference_scale` > 0 (MLP
+    only) shows the IDM the window's frame-to-frame differences too."""
     common = dict(latent_dim=latent_dim, context=context, future=future, codebook_size=codebook_size,
                   codebooks=codebooks, tokens=tokens, dtype=dtype)
+    if difference_scale and kind != "mlp":
+        raise ConfigError(f"difference_scale is an option of the 'mlp' latent action model, not of {kind!r}.")
     if kind == "mlp":
-        return MLPLatentActionModel(obs_dim=obs_dim, hidden=tuple(hidden), **common)
+        return MLPLatentActionModel(obs_dim=obs_dim, hidden=tuple(hidden), difference_scale=difference_scale,
+                                    **common)
     if kind == "transformer":
         return TransformerLatentActionModel(obs_dim=obs_dim, **dict(transformer or {}), **common)
     if kind == "space_time":

@@ -1,8 +1,9 @@
 """What limits CLAM against BC-Expert at the quick preset: the IDM's window (CLAM and VPT), training length,
-model size; then the data that might close the gap (the `drift` variant).
+model size; then the data that might close the gap (the `drift` variant) and sharper labels (`labels`).
 
   python -m clam_jax.experiments --config=configs/experiments/metaworld_ablations.py --workdir=runs/ablations
   python -m clam_jax.experiments --config=configs/experiments/metaworld_ablations.py:drift --workdir=runs/drift
+  python -m clam_jax.experiments --config=configs/experiments/metaworld_ablations.py:labels --workdir=runs/labels
 
 Evaluated on the `val` variations: these results choose presets, so they never look at `test`.
 Variants:
@@ -17,6 +18,12 @@ Variants:
           noisy episodes; CLAM, BC-Expert); 3x the expert episodes (CLAM, BC-Expert); 3x the play episodes
           (CLAM, VPT). `clam_decoded` (BC on CLAM's decoded labels: the labels without acting through
           latents) in the preset, noisy-expert and 3x-play columns.
+  labels  the same tasks and seeds; the IDMs' labels are the expert's actions blurred over neighbouring steps
+          (README), so the IDMs (CLAM's and VPT's) also see the window's frame-to-frame differences, scaled by 10
+          (z-scored states move 0.04-0.16 of their spread per step); with the preset's window, with the
+          paper's o[t-1 .. t+1], and with play whose noise is i.i.d. (a new step each step, where the preset's
+          OU noise drifts), with and without the differences (CLAM, VPT). The preset's numbers are the
+          `limits` grid's.
 """
 from pathlib import Path
 
@@ -26,8 +33,8 @@ from clam_jax.cli import load_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    if variant not in ("", "limits", "drift"):
-        raise ValueError(f"Unknown variant {variant!r}; use: (none), drift.")
+    if variant not in ("", "limits", "drift", "labels"):
+        raise ValueError(f"Unknown variant {variant!r}; use: (none), drift, labels.")
     c = ml_collections.ConfigDict()
     c.variant = variant or "limits"
     c.base = load_config(Path(__file__).resolve().parents[1] / "metaworld.py", "quick")
@@ -42,6 +49,15 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "noisy_expert": "data.expert.behaviors=('expert_noise0.1',); methods=('clam', 'bc_expert', 'clam_decoded')",
             "expert_300": "data.expert.episodes=300; methods=('clam', 'bc_expert')",
             "play_300": "data.labeled.episodes=300; methods=('clam', 'vpt', 'clam_decoded')",
+        }
+        return c
+    if c.variant == "labels":
+        iid_play = "data.labeled.behaviors=('expert_noise0.3', 'expert_noise0.5', 'expert_noise1.0', 'random')"
+        c.variants = {
+            "differences": "lam.difference_scale=10.0; methods=('clam', 'vpt')",
+            "differences_paper_window": "lam.difference_scale=10.0; lam.future=0; methods=('clam', 'vpt')",
+            "differences_iid_play": f"lam.difference_scale=10.0; {iid_play}; methods=('clam', 'vpt')",
+            "iid_play": f"{iid_play}; methods=('clam', 'vpt')",
         }
         return c
     c.variants = {
