@@ -7,6 +7,8 @@ Variants:
           (decoder trained after the LAM; discrete latents trained jointly; LAPO is discrete and
           separate) and TF-CLAM (the transformer LAM, Table 5's other CLAM row). Written to table.md
           (Table 5's layout) and ablation.md (Table 6's).
+  differences  the same tasks and seeds, CLAM, BC, BC-Expert and VPT with `lam.difference_scale=10` (the IDMs also
+          read the window's frame-to-frame differences; chosen on the `val` variations, README "Sharper labels").
   smoke   the tiny preset, one task, two seeds trained together, BC and CLAM-separate only: the
           runner's test.
 """
@@ -31,7 +33,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.tasks = ("assembly-v3",)
         c.seeds = (0, 1)
         c.seeds_per_program = 2
-    elif variant in ("", "paper_tasks"):
+    elif variant in ("", "paper_tasks", "differences"):
         c.base = base_config("quick")
         c.tasks = ("assembly-v3", "bin-picking-v3", "peg-insert-side-v3", "shelf-place-v3")
         c.seeds = (0, 1, 2)
@@ -39,7 +41,12 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         # at a time is as fast (README, "Performance").
         c.seeds_per_program = 1
     else:
-        raise ValueError(f"Unknown variant {variant!r}; use one of: (none), smoke.")
+        raise ValueError(f"Unknown variant {variant!r}; use one of: (none), differences, smoke.")
+    if variant == "differences":
+        c.base.lam.difference_scale = 10.0
+        c.base.methods = ("clam", "bc", "bc_expert", "vpt")
+        c.variants = {"default": ""}
+        return c
     # Variant name -> overrides of the base config ("path=value; ..."); "default" is the base itself.
     # With the default, the four cells of the paper's Table 6 (continuous/discrete x joint/separate);
     # discrete + separate is LAPO's recipe, so the `lapo` method fills that cell.
