@@ -12,7 +12,8 @@ from clam_jax.results_table import markdown_table
 from tests.test_pipeline import cli
 
 EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.py"))
-OTHER_VARIANTS = {"metaworld_ablations": ("drift", "labels"), "metaworld_table": ("differences",)}  # beside each config's default
+# Variants beside each config's default.
+OTHER_VARIANTS = {"metaworld_ablations": ("drift", "labels"), "metaworld_table": ("differences",)}
 
 
 def record(method, task, seed, rate, variant="default"):
