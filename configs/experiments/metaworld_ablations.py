@@ -22,7 +22,8 @@ Variants:
           (README), so the IDMs (CLAM's and VPT's) also see the window's frame-to-frame differences, scaled by 10
           (z-scored states move 0.04-0.16 of their spread per step); with the preset's window, with the
           paper's o[t-1 .. t+1], and with play whose noise is i.i.d. (a new step each step, where the preset's
-          OU noise drifts) (CLAM, VPT). The preset's numbers are the `limits` grid's.
+          OU noise drifts) (CLAM, VPT); and how much the factor matters: 3 and 30 instead of 10 (CLAM). The
+          preset's numbers are the `limits` grid's.
 """
 from pathlib import Path
 
@@ -56,6 +57,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
             "differences": "lam.difference_scale=10.0; methods=('clam', 'vpt')",
             "differences_paper_window": "lam.difference_scale=10.0; lam.future=0; methods=('clam', 'vpt')",
             "differences_iid_play": f"lam.difference_scale=10.0; {iid_play}; methods=('clam', 'vpt')",
+            "differences_scale3": "lam.difference_scale=3.0; methods=('clam',)",
+            "differences_scale30": "lam.difference_scale=30.0; methods=('clam',)",
         }
         return c
     c.variants = {
