@@ -125,7 +125,8 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
                     stats["frames_per_s"] = attempted * (config.max_steps + 1) / wall_time
                 write_episodes(root / name, episodes, stats)
                 print(f"{name}: {stats['num_episodes']} episodes kept of {attempted}, success rate "
-                      f"{stats['success_rate']:.2f}, return {stats['return_mean']:.1f}")
+                      f"{stats['success_rate']:.2f}, return {stats['return_mean']:.1f}, step motion "
+                      f"{stats['step_motion']:.3f}")
     return {name: read_statistics(root / name) for name in DATASETS}
 
 
@@ -153,7 +154,7 @@ def collect_locomotion_datasets(config, root: Path, names: list[str]) -> None:
                  "agent_wall_time_s": agent_time, "collect_wall_time_s": time.perf_counter() - start}
         write_episodes(root / name, datasets[name], stats)
         print(f"{name}: {stats['num_episodes']} episodes, return {stats['return_mean']:.1f} "
-              f"(random {scores['random']:.1f}, expert {scores['expert']:.1f})")
+              f"(random {scores['random']:.1f}, expert {scores['expert']:.1f}), step motion {stats['step_motion']:.3f}")
 
 
 def main(argv):

@@ -4,7 +4,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from clam_jax.data.episodes import BUILDER_NAME, VERSION, Episodes, read_episodes, write_episodes
-from clam_jax.data.statistics import Normalizer, dataset_statistics
+from clam_jax.data.statistics import Normalizer, dataset_statistics, step_motion
 from clam_jax.errors import DataError
 
 
@@ -87,3 +87,16 @@ def test_nan_in_data_is_reported(tmp_path):
     write_episodes(tmp_path / "d", episodes, {"num_episodes": 3})
     with pytest.raises(DataError, match="NaN"):
         read_episodes(tmp_path / "d")
+
+
+def test_step_motion_is_the_median_relative_step_of_the_dimensions_that_move():
+    t = np.arange(11, dtype=np.float64)
+    observations = np.zeros((2, 11, 4))
+    observations[..., 0] = t  # steps of 1, spread std(0..10) = sqrt(10)
+    observations[..., 1] = 2 * t  # the same relative step
+    observations[..., 2] = 3 * t ** 2  # steps growing with t
+    observations[1, :, 3] = 5.0  # differs between episodes, never moves within one: left out
+    relative_square = np.sqrt(np.mean(np.diff(3 * t ** 2) ** 2)) / (3 * t ** 2).std()
+    assert step_motion(observations) == pytest.approx(np.median([10 ** -0.5, 10 ** -0.5, relative_square]))
+    assert step_motion(np.ones((2, 11, 3))) == 0.0
+    assert dataset_statistics(make_episodes())["step_motion"] > 0

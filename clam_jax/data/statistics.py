@@ -29,11 +29,25 @@ def dataset_statistics(episodes: Episodes) -> dict:
         "return_mean": float(returns.mean()),
         "return_std": float(returns.std()),
         "observation_mean": observations.mean(0).tolist(),
+        "step_motion": step_motion(episodes.observations),
         "observation_std": observations.std(0).tolist(),
         "action_mean": actions.mean(0).tolist(),
         "action_std": actions.std(0).tolist(),
         "behaviors": per_behavior,
     }
+
+
+def step_motion(observations: np.ndarray, still: float = 1e-3) -> float:
+    """How far the states [N, T + 1, D] move in one step, relative to their spread: the median, over the
+    dimensions that move (RMS step above `still` of their spread), of RMS(o[t+1] - o[t]) / std(o); 0 if none
+    moves. Its reciprocal is the rule that set `lam.difference_scale` (README, "Sharper labels"): z-scored
+    MetaWorld states move about 0.1 a step, so their differences are scaled by 10."""
+    observations = np.asarray(observations, np.float64)
+    spread = observations.reshape(-1, observations.shape[-1]).std(0)
+    steps = np.diff(observations, axis=1).reshape(-1, observations.shape[-1])
+    relative = np.sqrt(np.mean(steps ** 2, axis=0)) / np.where(spread > 0, spread, np.inf)
+    moving = relative[relative > still]
+    return float(np.median(moving)) if moving.size else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
