@@ -8,7 +8,7 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
   differences  CLAM and VPT whose IDMs also read the window's frame-to-frame differences (README, "Sharper
                labels"), scaled by 1.6 = 1 / `step_motion` of cheetah-run's D_unlabeled (seed 0: 0.61; how far
                z-scored states move in a step, `clam_jax.data.statistics`), the rule that gives MetaWorld's 10.
-  differences_paper_window  CLAM with both: do the two gains add up?
+  differences_paper_window  CLAM with the differences and the paper's window (below) together.
   full_replay  CLAM, VPT and LAPO with D_unlabeled the agent's whole buffer (`data.medium_fraction=100`), not the
                buffer up to half the final return: on cheetah-run the quick preset's SAC run reaches that point
                after 24-46 episodes, so its D_unlabeled holds few states like the expert's (paper: 1000
