@@ -13,7 +13,8 @@ from tests.test_pipeline import cli
 
 EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.py"))
 # Variants beside each config's default.
-OTHER_VARIANTS = {"metaworld_ablations": ("drift", "labels"), "metaworld_table": ("differences",)}
+OTHER_VARIANTS = {"dmc_table": ("val",), "metaworld_ablations": ("drift", "labels"),
+                  "metaworld_table": ("differences",)}
 
 
 def record(method, task, seed, rate, variant="default"):

@@ -1,20 +1,26 @@
 """The locomotion comparison (paper Table 1) at the quick preset: normalized return per method.
 
   python -m clam_jax.experiments --config=configs/experiments/dmc_table.py --workdir=runs/dmc_table
+  python -m clam_jax.experiments --config=configs/experiments/dmc_table.py:val --workdir=runs/dmc_val
 
 Tasks: cheetah-run and hopper-stand (SAC learns to stand, not to hop, in the quick preset's 60k policy steps:
 README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but full_replay on the same data):
   default      every method.
-  differences  CLAM and VPT whose IDMs also read the window's frame-to-frame differences (README, "Sharper
+  differences  CLAM, VPT and LAPO whose IDMs also read the window's frame-to-frame differences (README, "Sharper
                labels"), scaled by 1.6 = 1 / `step_motion` of cheetah-run's D_unlabeled (seed 0: 0.61; how far
                z-scored states move in a step, `clam_jax.data.statistics`), the rule that gives MetaWorld's 10.
-  differences_paper_window  CLAM with the differences and the paper's window (below) together.
+  differences_paper_window  the same with the paper's window (below) as well.
   full_replay  CLAM, VPT and LAPO with D_unlabeled the agent's whole buffer (`data.medium_fraction=100`), not the
                buffer up to half the final return: on cheetah-run the quick preset's SAC run reaches that point
                after 24-46 episodes, so its D_unlabeled holds few states like the expert's (paper: 1000
                medium-replay episodes).
   paper_window CLAM, VPT and LAPO with the paper's IDM window o[t-1 .. t+1] (`lam.future=0`): the quick preset's
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
+The `test` initial states report; the `val` variant chooses: cheetah-run on the `val` initial states, the same
+seeds and data (link runs/dmc_table/data into its workdir to reuse them), the four IDM inputs (the preset, with
+differences, the paper's window, both) for CLAM, VPT and LAPO, BC-Expert beside them for scale: each method's
+best column on `val` is the one whose `test` return the README reports as its Table 1 entry
+(`python -m clam_jax.selection --val=runs/dmc_val --test=runs/dmc_table`).
 """
 from pathlib import Path
 
@@ -22,19 +28,28 @@ import ml_collections
 
 from clam_jax.cli import load_config
 
+LATENT_METHODS = "methods=('clam', 'vpt', 'lapo')"
+IDM_INPUTS = {"default": "", "differences": "lam.difference_scale=1.6",
+              "differences_paper_window": "lam.difference_scale=1.6; lam.future=0", "paper_window": "lam.future=0"}
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    if variant not in ("", "paper_tasks"):
-        raise ValueError(f"Unknown variant {variant!r}; use (none).")
+    if variant not in ("", "paper_tasks", "val"):
+        raise ValueError(f"Unknown variant {variant!r}; use: (none), val.")
     c = ml_collections.ConfigDict()
-    c.variant = "paper_tasks"
+    c.variant = variant or "paper_tasks"
     c.base = load_config(Path(__file__).resolve().parents[1] / "dmc.py", "quick")
-    c.tasks = ("cheetah-run", "hopper-stand")
     c.seeds = (0, 1, 2)
     c.seeds_per_program = 1
-    c.variants = {"default": "", "differences": "lam.difference_scale=1.6; methods=('clam', 'vpt')",
-                  "differences_paper_window": "lam.difference_scale=1.6; lam.future=0; methods=('clam',)",
-                  "full_replay": "data.medium_fraction=100.0; methods=('clam', 'vpt', 'lapo')",
-                  "paper_window": "lam.future=0; methods=('clam', 'vpt', 'lapo')"}
     c.metric = "normalized_return"
+    if c.variant == "val":
+        c.base.eval.split = "val"
+        c.tasks = ("cheetah-run",)
+        c.variants = {name: f"{overrides}; {LATENT_METHODS}" for name, overrides in IDM_INPUTS.items()}
+        c.variants["default"] = "methods=('clam', 'vpt', 'lapo', 'bc_expert')"
+        return c
+    c.tasks = ("cheetah-run", "hopper-stand")
+    c.variants = {name: f"{overrides}; {LATENT_METHODS}" for name, overrides in IDM_INPUTS.items()}
+    c.variants["default"] = ""
+    c.variants["full_replay"] = f"data.medium_fraction=100.0; {LATENT_METHODS}"
     return c

@@ -7,7 +7,7 @@ model size; then the data that might close the gap (the `drift` variant) and sha
 
 Evaluated on the `val` variations: these results choose presets, so they never look at `test`.
 Variants:
-  (none)  assembly-v3 and bin-picking-v3 x seeds 0, 1, 2; columns: the quick preset (CLAM, VPT,
+  (none)  assembly-v3 and bin-picking-v3 x seeds 0, 1, 2; columns: the quick preset (CLAM, VPT, LAPO,
           BC-Expert); the paper's IDM window o[t-1 .. t+1] for CLAM and VPT (separates VPT's window
           from its play data, README "Measurements"); 3x the policy steps (CLAM, VPT); 3x the stage-1
           steps (CLAM); the paper's MLP-CLAM sizes (LAM and policy hidden 1024, decoder 3 x 1024).
@@ -22,8 +22,8 @@ Variants:
           (README), so the IDMs (CLAM's and VPT's) also see the window's frame-to-frame differences, scaled by 10
           (z-scored states move 0.04-0.16 of their spread per step); with the preset's window, with the
           paper's o[t-1 .. t+1], and with play whose noise is i.i.d. (a new step each step, where the preset's
-          OU noise drifts) (CLAM, VPT); and how much the factor matters: 3 and 30 instead of 10 (CLAM). The
-          preset's numbers are the `limits` grid's.
+          OU noise drifts) (CLAM, VPT; LAPO too with the preset's window); and how much the factor matters: 3
+          and 30 instead of 10 (CLAM). The preset's numbers are the `limits` grid's.
 """
 from pathlib import Path
 
@@ -39,7 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.variant = variant or "limits"
     c.base = load_config(Path(__file__).resolve().parents[1] / "metaworld.py", "quick")
     c.base.eval.split = "val"
-    c.base.methods = ("clam", "vpt", "bc_expert")
+    c.base.methods = ("clam", "vpt", "lapo", "bc_expert")
     c.tasks = ("assembly-v3", "bin-picking-v3")
     c.seeds = (0, 1, 2)
     c.seeds_per_program = 1
@@ -54,7 +54,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if c.variant == "labels":
         iid_play = "data.labeled.behaviors=('expert_noise0.3', 'expert_noise0.5', 'expert_noise1.0', 'random')"
         c.variants = {
-            "differences": "lam.difference_scale=10.0; methods=('clam', 'vpt')",
+            "differences": "lam.difference_scale=10.0; methods=('clam', 'vpt', 'lapo')",
             "differences_paper_window": "lam.difference_scale=10.0; lam.future=0; methods=('clam', 'vpt')",
             "differences_iid_play": f"lam.difference_scale=10.0; {iid_play}; methods=('clam', 'vpt')",
             "differences_scale3": "lam.difference_scale=3.0; methods=('clam',)",
