@@ -7,8 +7,9 @@ Variants:
           (decoder trained after the LAM; discrete latents trained jointly; LAPO is discrete and
           separate) and TF-CLAM (the transformer LAM, Table 5's other CLAM row). Written to table.md
           (Table 5's layout) and ablation.md (Table 6's).
-  differences  the same tasks and seeds, CLAM, BC, BC-Expert and VPT with `lam.difference_scale=10` (the IDMs also
-          read the window's frame-to-frame differences; chosen on the `val` variations, README "Sharper labels").
+  differences  the same tasks and seeds, CLAM, BC, BC-Expert, VPT and LAPO with `lam.difference_scale=10` (the IDMs
+          also read the window's frame-to-frame differences; chosen on the `val` variations, README "Sharper
+          labels").
   smoke   the tiny preset, one task, two seeds trained together, BC and CLAM-separate only: the
           runner's test.
 """
@@ -44,7 +45,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown variant {variant!r}; use one of: (none), differences, smoke.")
     if variant == "differences":
         c.base.lam.difference_scale = 10.0
-        c.base.methods = ("clam", "bc", "bc_expert", "vpt")
+        c.base.methods = ("clam", "bc", "bc_expert", "vpt", "lapo")
         c.variants = {"default": ""}
         return c
     # Variant name -> overrides of the base config ("path=value; ..."); "default" is the base itself.
