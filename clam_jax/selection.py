@@ -62,10 +62,9 @@ def selection_report(val_records: list[dict], test_records: list[dict], metric: 
     lines = [f"{method}: " + ", ".join(f"{'*' if variant == chosen[method] else ''}{variant} {mean:.2f}"
                                        for variant, mean in means[method].items())
              for method in chosen]
-    rows = {row_label({"method": method, "variant": variant}): row_label({"method": method, "variant": variant})
-            for method, variant in chosen.items()}
+    labels = [row_label({"method": method, "variant": variant}) for method, variant in chosen.items()]
     picked = [r for r in test_records if chosen.get(r["method"]) == r.get("variant", "default")]
-    return "\n".join(lines) + "\n", markdown_table(picked, rows=rows, metric=metric)
+    return "\n".join(lines) + "\n", markdown_table(picked, rows={label: label for label in labels}, metric=metric)
 
 
 def read_records(workdir: str | None, flag: str) -> list[dict]:
