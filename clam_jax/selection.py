@@ -35,19 +35,24 @@ def variant_means(records: list[dict], metric: str) -> dict[str, dict[str, float
     means = {}
     for method, variants in cells.items():
         covered = set().union(*variants.values())
+        tasks = sorted({task for task, _ in covered})
         means[method] = {
             variant: float(np.mean([np.mean(per_task[(row_label({"method": method, "variant": variant}), task)])
-                                    for task in sorted({task for task, _ in covered})]))
+                                    for task in tasks]))
             for variant, keys in variants.items() if keys == covered}
     return means
 
 
 def select_variants(val_records: list[dict], test_records: list[dict], metric: str) -> dict[str, str]:
     """method -> the variant with the highest `val` mean among those `test_records` also have for it."""
+    return _choose(variant_means(val_records, metric), test_records)
+
+
+def _choose(means: dict[str, dict[str, float]], test_records: list[dict]) -> dict[str, str]:
     on_test = {(r["method"], r.get("variant", "default")) for r in test_records}
     chosen = {}
-    for method, means in variant_means(val_records, metric).items():
-        candidates = {variant: mean for variant, mean in means.items() if (method, variant) in on_test}
+    for method, method_means in means.items():
+        candidates = {variant: mean for variant, mean in method_means.items() if (method, variant) in on_test}
         if candidates:
             chosen[method] = max(candidates, key=candidates.get)
     if not chosen:
@@ -57,8 +62,8 @@ def select_variants(val_records: list[dict], test_records: list[dict], metric: s
 
 def selection_report(val_records: list[dict], test_records: list[dict], metric: str) -> tuple[str, str]:
     """(the `val` means of every candidate, the chosen one marked; the `test` table of the chosen variants)."""
-    chosen = select_variants(val_records, test_records, metric)
     means = variant_means(val_records, metric)
+    chosen = _choose(means, test_records)
     lines = [f"{method}: " + ", ".join(f"{'*' if variant == chosen[method] else ''}{variant} {mean:.2f}"
                                        for variant, mean in means[method].items())
              for method in chosen]

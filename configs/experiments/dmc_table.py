@@ -42,14 +42,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.seeds = (0, 1, 2)
     c.seeds_per_program = 1
     c.metric = "normalized_return"
+    c.variants = {name: f"{overrides}; {LATENT_METHODS}" for name, overrides in IDM_INPUTS.items()}
     if c.variant == "val":
         c.base.eval.split = "val"
         c.tasks = ("cheetah-run",)
-        c.variants = {name: f"{overrides}; {LATENT_METHODS}" for name, overrides in IDM_INPUTS.items()}
         c.variants["default"] = "methods=('clam', 'vpt', 'lapo', 'bc_expert')"
         return c
     c.tasks = ("cheetah-run", "hopper-stand")
-    c.variants = {name: f"{overrides}; {LATENT_METHODS}" for name, overrides in IDM_INPUTS.items()}
     c.variants["default"] = ""
     c.variants["full_replay"] = f"data.medium_fraction=100.0; {LATENT_METHODS}"
     return c
