@@ -3,8 +3,8 @@
   python -m clam_jax.experiments --config=configs/experiments/metaworld_table.py --workdir=runs/table
 
 Each cell (task, seed, variant) is one training run of the base config with
-that task and seed and the variant's overrides (e.g. `stage1.joint=False`),
-training every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`;
+that task and seed and the variant's overrides (e.g. `stage1.joint=False`; a
+mapping task -> overrides where a column's value differs per task), training every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`;
 `seeds_per_program` seeds of a task and variant train together in one program
 (a seed axis: for accelerators, which one small model leaves idle).
 Cells with the same data recipe share one copy of the datasets
@@ -61,6 +61,16 @@ def cell_config(base, task: str, seed: int, overrides: str):
             raise ConfigError(f"Override {path}: the base config has no field {key!r} there.")
         node[key] = value
     return config
+
+
+def task_overrides(overrides, task: str) -> str:
+    """A column's overrides for `task`: one string for every task, or a mapping task -> overrides (a value the
+    same rule gives each task differently, e.g. a scale derived from each task's data)."""
+    if isinstance(overrides, str):
+        return overrides
+    if task not in overrides:
+        raise ConfigError(f"The column's overrides name the tasks {sorted(overrides)}, not {task!r}.")
+    return overrides[task]
 
 
 def config_hash(config) -> str:
@@ -156,7 +166,8 @@ def run_grid(experiment, workdir, train: bool = True) -> list[dict]:
         for task in experiment.tasks:
             for first in range(0, len(experiment.seeds), per_program):
                 seeds = experiment.seeds[first:first + per_program]
-                configs = [cell_config(experiment.base, task, seed, overrides) for seed in seeds]
+                configs = [cell_config(experiment.base, task, seed, task_overrides(overrides, task))
+                           for seed in seeds]
                 records += run_cells(workdir, configs, variant, fields, train)
                 tables = write_outputs(experiment, workdir, records)
     print("\n".join(tables))

@@ -1,13 +1,15 @@
 """Each method's variant chosen on one grid (`val` variations or initial states) and reported on another (`test`).
 
   python -m clam_jax.selection --val=runs/dmc_val --test=runs/dmc_table
+  python -m clam_jax.selection --val=runs/ablations,runs/labels --test=runs/table,runs/table_diff
 
 The README's protocol as a tool: a grid of variants evaluated on `val` picks, per method, the variant with the
 highest mean (over tasks, of each task's mean over seeds); the `test` grid's records of those variants are the
 method's reported numbers, so no `test` number chooses anything. Only variants run for every (task, seed) cell
 that any variant of the method has on `val`, and also run on `test`, are candidates; on a tie the earlier variant
-in the `val` records wins. Prints the `val` means of every candidate and the `test` table of the chosen ones, and
-writes the latter to `<test>/selection.md`.
+in the `val` records wins. Either side may gather several grids (their records together; a variant of a method
+on a task and seed in two of them is an error). Prints the `val` means of every candidate and the `test` table of
+the chosen ones, and writes the latter to `selection.md` in the first `test` grid.
 """
 import json
 import sys
@@ -19,8 +21,8 @@ from absl import app, flags
 from clam_jax.errors import DataError
 from clam_jax.results_table import aggregate, markdown_table, row_label
 
-flags.DEFINE_string("val", None, "Workdir of the grid that chooses (its results.json), e.g. runs/dmc_val.")
-flags.DEFINE_string("test", None, "Workdir of the grid that reports, e.g. runs/dmc_table.")
+flags.DEFINE_list("val", None, "Workdirs of the grids that choose (their results.json), e.g. runs/dmc_val.")
+flags.DEFINE_list("test", None, "Workdirs of the grids that report, e.g. runs/dmc_table.")
 flags.DEFINE_enum("metric", "auto", ["auto", "success_rate", "normalized_return"],
                   "What to compare; auto: normalized_return where every record has it, else success_rate.")
 
@@ -72,13 +74,22 @@ def selection_report(val_records: list[dict], test_records: list[dict], metric: 
     return "\n".join(lines) + "\n", markdown_table(picked, rows={label: label for label in labels}, metric=metric)
 
 
-def read_records(workdir: str | None, flag: str) -> list[dict]:
-    if workdir is None:
-        raise DataError(f"--{flag} is required: the workdir of a finished experiment grid (it has results.json).")
-    path = Path(workdir) / "results.json"
-    if not path.exists():
-        raise DataError(f"{path} does not exist: --{flag} takes the workdir of a `clam_jax.experiments` grid.")
-    return json.loads(path.read_text())
+def read_records(workdirs: list[str] | None, flag: str) -> list[dict]:
+    """The records of the grids in `workdirs`, together; refuses a cell (method, variant, task, seed) twice."""
+    if not workdirs:
+        raise DataError(f"--{flag} is required: workdirs of finished experiment grids (each has results.json).")
+    records, origin = [], {}
+    for workdir in workdirs:
+        path = Path(workdir) / "results.json"
+        if not path.exists():
+            raise DataError(f"{path} does not exist: --{flag} takes workdirs of `clam_jax.experiments` grids.")
+        for r in json.loads(path.read_text()):
+            cell = (r["method"], r.get("variant", "default"), r["task"], r["seed"])
+            if origin.setdefault(cell, workdir) != workdir:
+                raise DataError(f"{cell[0]} ({cell[1]}) on {cell[2]} seed {cell[3]} is in both {origin[cell]} and "
+                                f"{workdir}: give the grids' columns distinct variant names.")
+            records.append(r)
+    return records
 
 
 def main(argv):
@@ -93,7 +104,7 @@ def main(argv):
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    (Path(flags.FLAGS.test) / "selection.md").write_text(test_table)
+    (Path(flags.FLAGS.test[0]) / "selection.md").write_text(test_table)
     print(f"{metric} on val (mean over tasks and seeds; * chosen):\n{val_means}\non test, the chosen variants:\n"
           f"{test_table}")
 

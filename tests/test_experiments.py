@@ -7,7 +7,7 @@ import pytest
 
 from clam_jax.cli import load_config
 from clam_jax.errors import ConfigError
-from clam_jax.experiments import cell_config, grid_columns, parse_overrides
+from clam_jax.experiments import cell_config, grid_columns, parse_overrides, task_overrides
 from clam_jax.results_table import markdown_table
 from tests.test_pipeline import cli
 
@@ -58,6 +58,14 @@ def test_overrides_are_python_literals_on_existing_fields(tiny_config):
         cell_config(tiny_config(), "assembly-v3", 0, "stage1.jiont=False")
 
 
+def test_a_column_may_give_each_task_its_own_overrides():
+    per_task = {"cheetah-run": "lam.difference_scale=1.6", "walker-walk": "lam.difference_scale=2.3"}
+    assert task_overrides("stage1.joint=False", "walker-walk") == "stage1.joint=False"
+    assert task_overrides(per_task, "walker-walk") == "lam.difference_scale=2.3"
+    with pytest.raises(ConfigError, match="not 'hopper-hop'"):
+        task_overrides(per_task, "hopper-hop")
+
+
 @pytest.mark.parametrize("path,variant", [(path, variant) for path in EXPERIMENT_CONFIGS
                                           for variant in ("", *OTHER_VARIANTS.get(path.stem, ()))],
                          ids=lambda x: getattr(x, "stem", x))
@@ -68,7 +76,7 @@ def test_every_cell_of_every_experiment_config_is_a_valid_config(path, variant):
     experiment = load_config(path, variant)
     for _, overrides, _ in grid_columns(experiment):
         for task in experiment.tasks:
-            validate_config(cell_config(experiment.base, task, experiment.seeds[0], overrides))
+            validate_config(cell_config(experiment.base, task, experiment.seeds[0], task_overrides(overrides, task)))
 
 
 def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp_path):

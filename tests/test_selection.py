@@ -4,7 +4,7 @@ import json
 import pytest
 
 from clam_jax.errors import DataError
-from clam_jax.selection import select_variants, selection_report, variant_means
+from clam_jax.selection import read_records, select_variants, selection_report, variant_means
 from tests.test_pipeline import cli
 
 
@@ -66,3 +66,15 @@ def test_cli_writes_the_selection_beside_the_test_grid_and_refuses_a_missing_gri
     assert "| clam (differences) |" in (tmp_path / "test" / "selection.md").read_text()
     missing = cli("clam_jax.selection", f"--val={tmp_path / 'nowhere'}", f"--test={tmp_path / 'test'}", timeout=120)
     assert missing.returncode == 2 and "results.json does not exist" in missing.stderr
+
+
+def test_several_grids_on_each_side_are_read_together_and_a_cell_in_two_of_them_is_refused(tmp_path):
+    grids = {"limits": [r for r in VAL if r["variant"] != "differences"],
+             "labels": [r for r in VAL if r["variant"] == "differences"], "again": VAL[:1]}
+    for name, grid_records in grids.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(grid_records))
+    together = read_records([str(tmp_path / "limits"), str(tmp_path / "labels")], "val")
+    assert select_variants(together, TEST, "success_rate") == select_variants(VAL, TEST, "success_rate")
+    with pytest.raises(DataError, match=r"clam \(default\) on assembly seed 0 is in both .*limits and .*again"):
+        read_records([str(tmp_path / "limits"), str(tmp_path / "again")], "val")

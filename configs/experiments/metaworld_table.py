@@ -46,7 +46,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     if variant == "differences":
         c.base.lam.difference_scale = 10.0
         c.base.methods = ("clam", "bc", "bc_expert", "vpt", "lapo")
-        c.variants = {"default": ""}
+        c.variants = {"differences": ""}  # named for `clam_jax.selection` beside the frames-only grid
         return c
     # Variant name -> overrides of the base config ("path=value; ..."); "default" is the base itself.
     # With the default, the four cells of the paper's Table 6 (continuous/discrete x joint/separate);
