@@ -4,7 +4,8 @@
 
 Each cell (task, seed, variant) is one training run of the base config with
 that task and seed and the variant's overrides (e.g. `stage1.joint=False`; a
-mapping task -> overrides where a column's value differs per task), training every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`;
+mapping task -> overrides where a column's value differs per task), training
+every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`;
 `seeds_per_program` seeds of a task and variant train together in one program
 (a seed axis: for accelerators, which one small model leaves idle).
 Cells with the same data recipe share one copy of the datasets

@@ -20,9 +20,9 @@ import ml_collections
 import numpy as np
 
 from clam_jax.collect import DATASETS, data_dir
-from clam_jax.data.episodes import Episodes, read_episodes, read_statistics
+from clam_jax.data.episodes import Episodes, concatenate_episodes, read_episodes, read_statistics
 from clam_jax.data.observations import model_observations
-from clam_jax.data.statistics import Normalizer, PartsNormalizer, PixelNormalizer
+from clam_jax.data.statistics import Normalizer, PartsNormalizer, PixelNormalizer, dataset_statistics
 from clam_jax.data.streaming import DevicePrefetcher, make_stage1_loader
 from clam_jax.data.windows import all_windows, idm_inputs, pad_episodes, window_length
 from clam_jax.envs.tasks import proprio_dims, task_dims
@@ -84,10 +84,15 @@ class StageLog:
 def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
     """Reads the three datasets and their statistics, checking their sizes against the config. With
     `config.observation == "image"` the episodes' observations are their frames (the states stay unused), or
-    with `config.proprio` their frames and proprioception (`clam_jax.data.observations`)."""
+    with `config.proprio` their frames and proprioception (`clam_jax.data.observations`). With
+    `config.unlabeled_includes_expert`, D_unlabeled is followed by the expert episodes (the paper's
+    D_unlabeled-expert, a subset of D_unlabeled) and its statistics are those of the two together."""
     root = data_dir(workdir)
     datasets = {name: read_episodes(root / name) for name in DATASETS}
     stats = {name: read_statistics(root / name) for name in DATASETS}
+    if config.get("unlabeled_includes_expert", False):
+        datasets["unlabeled"] = concatenate_episodes(datasets["unlabeled"], datasets["expert"])
+        stats["unlabeled"] = {**stats["unlabeled"], **dataset_statistics(datasets["unlabeled"])}
     for name, episodes in datasets.items():
         obs_dim, act_dim = episodes.observations.shape[-1], episodes.actions.shape[-1]
         if (obs_dim, act_dim) != task_dims(config.task):

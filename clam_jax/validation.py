@@ -121,6 +121,9 @@ def _validate_observation(config) -> None:
         return
     if config.lam.kind != "space_time":
         raise ConfigError(f"config.observation='image' needs config.lam.kind='space_time', got {config.lam.kind!r}.")
+    if config.unlabeled_includes_expert:
+        raise ConfigError("config.unlabeled_includes_expert is an option for state observations: frames stream "
+                          "D_unlabeled from its files.")
     patch = config.lam.space_time.patch_size
     if config.image_size < patch or config.image_size % patch:
         raise ConfigError(f"config.image_size={config.image_size} must be a positive multiple of "

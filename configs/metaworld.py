@@ -41,6 +41,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         behaviors=("expert_ou0.3", "expert_ou0.5", "expert_ou1.0", "random"),
         only_failures=True)
     c.data.expert = dict(episodes=100, behaviors=("expert",), only_failures=False)
+    # The paper assumes D_unlabeled-expert is part of D_unlabeled: True adds the expert episodes' observations to
+    # D_unlabeled (and its normalization moments) for every method that reads it. MetaWorld's D_unlabeled already
+    # holds the scripted expert's behaviour; DMC's (the SAC buffer up to half the final return) holds none of it.
+    c.unlabeled_includes_expert = False
 
     c.lam = ml_collections.ConfigDict()
     c.lam.kind = "mlp"  # "transformer": the paper's TF-CLAM (Table 12), e.g. --config.lam.kind=transformer

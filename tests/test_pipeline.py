@@ -1,4 +1,5 @@
 """The real pipeline end to end on the tiny preset: real MetaWorld, TFDS, orbax, evaluation."""
+import dataclasses
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from clam_jax.data.episodes import write_episodes
+from clam_jax.data.statistics import dataset_statistics
 from clam_jax.errors import DataError
 from tests.test_episodes_io import make_episodes
 
@@ -179,6 +181,42 @@ def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
         write_episodes(root / name, make_episodes(obs_dim=12), {"num_episodes": 3})
     with pytest.raises(DataError, match=r"observations of size 12.*assembly-v3 has \(39, 4\)"):
         load_datasets(config, tmp_path)
+
+
+def test_unlabeled_may_include_the_expert_episodes_and_their_moments(tiny_config, tmp_path):
+    from clam_jax.collect import collection_signature, data_dir
+    from clam_jax.stages import load_datasets
+
+    config = tiny_config()
+    root = data_dir(tmp_path)
+    root.mkdir(parents=True)
+    (root / "collect_config.json").write_text(json.dumps(collection_signature(config)))
+    made = {"unlabeled": make_episodes(n=3, seed=0), "labeled": make_episodes(n=2, seed=1),
+            "expert": make_episodes(n=2, seed=2)}
+    made["expert"] = dataclasses.replace(made["expert"], observations=made["expert"].observations + 5.0)
+    for name, episodes in made.items():
+        write_episodes(root / name, episodes, dataset_statistics(episodes))
+    alone, alone_stats = load_datasets(config, tmp_path)
+    assert alone["unlabeled"].num_episodes == 3
+    config.unlabeled_includes_expert = True
+    datasets, stats = load_datasets(config, tmp_path)
+    np.testing.assert_array_equal(datasets["unlabeled"].observations,
+                                  np.concatenate([made["unlabeled"].observations, made["expert"].observations]))
+    assert stats["unlabeled"]["num_episodes"] == 5 and datasets["expert"].num_episodes == 2
+    both = np.concatenate([made["unlabeled"].observations, made["expert"].observations]).reshape(-1, 39)
+    np.testing.assert_allclose(stats["unlabeled"]["observation_mean"], both.mean(0), rtol=1e-5)
+    assert stats["expert"] == alone_stats["expert"]
+
+
+def test_unlabeled_with_the_expert_episodes_is_refused_for_frames():
+    from clam_jax.cli import load_config
+    from clam_jax.errors import ConfigError
+    from clam_jax.validation import validate_config
+
+    config = load_config(ROOT / "configs" / "metaworld_images.py", "tiny")
+    config.unlabeled_includes_expert = True
+    with pytest.raises(ConfigError, match="unlabeled_includes_expert is an option for state observations"):
+        validate_config(config)
 
 
 @pytest.mark.slow

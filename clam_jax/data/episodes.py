@@ -48,6 +48,17 @@ class Episodes:
                                             if getattr(self, f.name) is not None})
 
 
+def concatenate_episodes(first: Episodes, second: Episodes) -> Episodes:
+    """`first`'s episodes followed by `second`'s; both must have the same number of steps and the same fields."""
+    if first.num_steps != second.num_steps:
+        raise DataError(f"Episodes of {first.num_steps} and {second.num_steps} steps cannot form one dataset.")
+    if (first.images is None) != (second.images is None):
+        raise DataError("Only one of the two datasets has frames; they cannot form one dataset.")
+    return Episodes(**{f.name: None if getattr(first, f.name) is None
+                       else np.concatenate([getattr(first, f.name), getattr(second, f.name)])
+                       for f in dataclasses.fields(Episodes)})
+
+
 def _builder_class():
     import tensorflow_datasets as tfds
 

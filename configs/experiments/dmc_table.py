@@ -11,6 +11,9 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
                move in a step, `clam_jax.data.statistics`; cheetah-run 0.61, walker-walk 0.43), the rule that gives
                MetaWorld's 10.
   differences_paper_window  the same with the paper's window (below) as well.
+  differences_paper_window_with_expert  the same with the expert episodes' observations in D_unlabeled
+               (`unlabeled_includes_expert`: the paper has D_unlabeled-expert inside D_unlabeled; this D_unlabeled,
+               the buffer up to half the final return, holds nothing like the expert's states).
   full_replay  CLAM, VPT and LAPO with D_unlabeled the agent's whole buffer (`data.medium_fraction=100`), not the
                buffer up to half the final return: on cheetah-run the quick preset's SAC run reaches that point
                after 24-46 episodes, so its D_unlabeled holds few states like the expert's (paper: 1000
@@ -18,8 +21,8 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
   paper_window CLAM, VPT and LAPO with the paper's IDM window o[t-1 .. t+1] (`lam.future=0`): the quick preset's
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
-seeds and data (link runs/dmc_table/data into its workdir to reuse them), the four IDM inputs (the preset, with
-differences, the paper's window, both) for CLAM, VPT and LAPO, BC-Expert beside them for scale: each method's
+seeds and data (link runs/dmc_table/data into its workdir to reuse them), the same columns but full_replay for
+CLAM, VPT and LAPO, BC-Expert beside them for scale: each method's
 best column on `val` is the one whose `test` return the README reports as its Table 1 entry
 (`python -m clam_jax.selection --val=runs/dmc_val --test=runs/dmc_table`).
 """
@@ -34,13 +37,16 @@ TASKS = ("cheetah-run", "walker-walk")
 DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3}
 
 
-def idm_inputs(extra: str) -> dict:
-    """The four IDM-input columns (per task where the difference scale enters), each with `extra` appended."""
+def latent_columns(extra: str) -> dict:
+    """The four IDM-input columns and D_unlabeled with the expert's observations (per task where the difference
+    scale enters), each with `extra` appended."""
     def per_task(overrides: str) -> dict:
         return {task: overrides.format(scale=DIFFERENCE_SCALES[task]) + extra for task in TASKS}
 
+    both = "lam.difference_scale={scale}; lam.future=0"
     return {"default": extra, "differences": per_task("lam.difference_scale={scale}"),
-            "differences_paper_window": per_task("lam.difference_scale={scale}; lam.future=0"),
+            "differences_paper_window": per_task(both),
+            "differences_paper_window_with_expert": per_task(f"{both}; unlabeled_includes_expert=True"),
             "paper_window": "lam.future=0" + extra}
 
 
@@ -54,7 +60,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.seeds_per_program = 1
     c.metric = "normalized_return"
     c.tasks = TASKS
-    c.variants = idm_inputs(f"; {LATENT_METHODS}")
+    c.variants = latent_columns(f"; {LATENT_METHODS}")
     if c.variant == "val":
         c.base.eval.split = "val"
         c.variants["default"] = "methods=('clam', 'vpt', 'lapo', 'bc_expert')"
