@@ -84,15 +84,25 @@ class StageLog:
 def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
     """Reads the three datasets and their statistics, checking their sizes against the config. With
     `config.observation == "image"` the episodes' observations are their frames (the states stay unused), or
-    with `config.proprio` their frames and proprioception (`clam_jax.data.observations`). With
-    `config.unlabeled_includes_expert`, D_unlabeled is followed by the expert episodes (the paper's
-    D_unlabeled-expert, a subset of D_unlabeled) and its statistics are those of the two together."""
+    with `config.proprio` their frames and proprioception (`clam_jax.data.observations`). Two views of the
+    data the paper's locomotion protocol takes: `config.labeled_from_unlabeled` > 0 replaces D_labeled with
+    that many episodes of D_unlabeled, with their actions, drawn with the run's seed (the paper subsamples
+    medium-replay); `config.unlabeled_includes_expert` follows D_unlabeled with the expert episodes (the
+    paper's D_unlabeled-expert is a subset of D_unlabeled). Statistics are those of the datasets so formed."""
     root = data_dir(workdir)
     datasets = {name: read_episodes(root / name) for name in DATASETS}
     stats = {name: read_statistics(root / name) for name in DATASETS}
+    drawn = config.get("labeled_from_unlabeled", 0)
+    if drawn:
+        available = datasets["unlabeled"].num_episodes
+        if drawn > available:
+            raise DataError(f"config.labeled_from_unlabeled={drawn} but D_unlabeled has {available} episodes.")
+        picks = np.sort(np.random.default_rng(config.seed).choice(available, drawn, replace=False))
+        datasets["labeled"] = datasets["unlabeled"].take(picks)
     if config.get("unlabeled_includes_expert", False):
         datasets["unlabeled"] = concatenate_episodes(datasets["unlabeled"], datasets["expert"])
-        stats["unlabeled"] = {**stats["unlabeled"], **dataset_statistics(datasets["unlabeled"])}
+    for name in ("labeled", "unlabeled") if drawn or config.get("unlabeled_includes_expert", False) else ():
+        stats[name] = {**stats[name], **dataset_statistics(datasets[name])}
     for name, episodes in datasets.items():
         obs_dim, act_dim = episodes.observations.shape[-1], episodes.actions.shape[-1]
         if (obs_dim, act_dim) != task_dims(config.task):

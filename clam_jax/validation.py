@@ -107,6 +107,9 @@ def _validate_calvin(config) -> None:
 
 
 def _validate_observation(config) -> None:
+    if config.labeled_from_unlabeled < 0:
+        raise ConfigError(f"config.labeled_from_unlabeled must be >= 0 (0: the collected D_labeled), got "
+                          f"{config.labeled_from_unlabeled}.")
     if config.observation not in ("state", "image"):
         raise ConfigError(f"config.observation must be 'state' or 'image', got {config.observation!r}.")
     if config.image_size < 0:
@@ -121,9 +124,9 @@ def _validate_observation(config) -> None:
         return
     if config.lam.kind != "space_time":
         raise ConfigError(f"config.observation='image' needs config.lam.kind='space_time', got {config.lam.kind!r}.")
-    if config.unlabeled_includes_expert:
-        raise ConfigError("config.unlabeled_includes_expert is an option for state observations: frames stream "
-                          "D_unlabeled from its files.")
+    if config.unlabeled_includes_expert or config.labeled_from_unlabeled:
+        raise ConfigError("config.unlabeled_includes_expert and config.labeled_from_unlabeled are options for state "
+                          "observations: frames stream the datasets from their files.")
     patch = config.lam.space_time.patch_size
     if config.image_size < patch or config.image_size % patch:
         raise ConfigError(f"config.image_size={config.image_size} must be a positive multiple of "

@@ -45,6 +45,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     # D_unlabeled (and its normalization moments) for every method that reads it. MetaWorld's D_unlabeled already
     # holds the scripted expert's behaviour; DMC's (the SAC buffer up to half the final return) holds none of it.
     c.unlabeled_includes_expert = False
+    # > 0: D_labeled is that many episodes drawn from D_unlabeled with their actions (the paper's locomotion
+    # protocol subsamples medium-replay), not the collected play data.
+    c.labeled_from_unlabeled = 0
 
     c.lam = ml_collections.ConfigDict()
     c.lam.kind = "mlp"  # "transformer": the paper's TF-CLAM (Table 12), e.g. --config.lam.kind=transformer

@@ -130,6 +130,7 @@ def assert_standalone_evaluation_matches(method_dir: Path):
     ("--config.proprio=True", "config.proprio puts the arm's proprioception beside frames"),
     ("--config.policy.chunk=0", "config.policy.chunk (steps each policy predicts) must be >= 1"),
     ("--config.lam.difference_scale=-1.0", "config.lam.difference_scale=-1.0 must be >= 0"),
+    ("--config.labeled_from_unlabeled=-1", "config.labeled_from_unlabeled must be >= 0"),
 ])
 def test_bad_config_stops_with_one_clear_line(tmp_path, override, message):
     done = cli("clam_jax.train", "--config=configs/metaworld.py:tiny", f"--workdir={tmp_path}", override,
@@ -183,7 +184,7 @@ def test_dataset_of_another_observation_size_is_refused(tiny_config, tmp_path):
         load_datasets(config, tmp_path)
 
 
-def test_unlabeled_may_include_the_expert_episodes_and_their_moments(tiny_config, tmp_path):
+def test_unlabeled_may_include_the_expert_episodes_and_labeled_be_drawn_from_unlabeled(tiny_config, tmp_path):
     from clam_jax.collect import collection_signature, data_dir
     from clam_jax.stages import load_datasets
 
@@ -207,15 +208,25 @@ def test_unlabeled_may_include_the_expert_episodes_and_their_moments(tiny_config
     np.testing.assert_allclose(stats["unlabeled"]["observation_mean"], both.mean(0), rtol=1e-5)
     assert stats["expert"] == alone_stats["expert"]
 
+    config.labeled_from_unlabeled = 2
+    datasets, stats = load_datasets(config, tmp_path)
+    drawn = datasets["labeled"].observations
+    assert drawn.shape[0] == 2 and stats["labeled"]["num_episodes"] == 2
+    assert all(any(np.array_equal(episode, other) for other in made["unlabeled"].observations) for episode in drawn)
+    np.testing.assert_array_equal(load_datasets(config, tmp_path)[0]["labeled"].actions, datasets["labeled"].actions)
+    config.labeled_from_unlabeled = 4
+    with pytest.raises(DataError, match="labeled_from_unlabeled=4 but D_unlabeled has 3 episodes"):
+        load_datasets(config, tmp_path)
 
-def test_unlabeled_with_the_expert_episodes_is_refused_for_frames():
+
+def test_the_paper_locomotion_views_of_the_data_are_refused_for_frames():
     from clam_jax.cli import load_config
     from clam_jax.errors import ConfigError
     from clam_jax.validation import validate_config
 
     config = load_config(ROOT / "configs" / "metaworld_images.py", "tiny")
     config.unlabeled_includes_expert = True
-    with pytest.raises(ConfigError, match="unlabeled_includes_expert is an option for state observations"):
+    with pytest.raises(ConfigError, match="unlabeled_includes_expert and config.labeled_from_unlabeled are options"):
         validate_config(config)
 
 

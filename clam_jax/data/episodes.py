@@ -44,7 +44,11 @@ class Episodes:
 
     def head(self, count: int) -> "Episodes":
         """The first `count` episodes."""
-        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[:count] for f in dataclasses.fields(self)
+        return self.take(slice(count))
+
+    def take(self, indices) -> "Episodes":
+        """The episodes at `indices`, in that order."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[indices] for f in dataclasses.fields(self)
                                             if getattr(self, f.name) is not None})
 
 

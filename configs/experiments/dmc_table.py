@@ -18,6 +18,9 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
                buffer up to half the final return: on cheetah-run the quick preset's SAC run reaches that point
                after 24-46 episodes, so its D_unlabeled holds few states like the expert's (paper: 1000
                medium-replay episodes).
+  replay_labels  CLAM, VPT and LAPO with both IDM inputs and BC, D_labeled 10 episodes drawn from D_unlabeled (the
+               paper's protocol: it subsamples medium-replay; the preset's D_labeled is the buffer's first 10
+               episodes, of uniform random actions). A data regime of its own, reported beside the table.
   paper_window CLAM, VPT and LAPO with the paper's IDM window o[t-1 .. t+1] (`lam.future=0`): the quick preset's
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
@@ -37,16 +40,19 @@ TASKS = ("cheetah-run", "walker-walk")
 DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3}
 
 
-def latent_columns(extra: str) -> dict:
-    """The four IDM-input columns and D_unlabeled with the expert's observations (per task where the difference
-    scale enters), each with `extra` appended."""
-    def per_task(overrides: str) -> dict:
-        return {task: overrides.format(scale=DIFFERENCE_SCALES[task]) + extra for task in TASKS}
+BOTH = "lam.difference_scale={scale}; lam.future=0"
 
-    both = "lam.difference_scale={scale}; lam.future=0"
-    return {"default": extra, "differences": per_task("lam.difference_scale={scale}"),
-            "differences_paper_window": per_task(both),
-            "differences_paper_window_with_expert": per_task(f"{both}; unlabeled_includes_expert=True"),
+
+def per_task(overrides: str, extra: str) -> dict:
+    """`overrides` with each task's difference scale, then `extra`."""
+    return {task: overrides.format(scale=DIFFERENCE_SCALES[task]) + extra for task in TASKS}
+
+
+def latent_columns(extra: str) -> dict:
+    """The four IDM-input columns and D_unlabeled with the expert's observations, each with `extra` appended."""
+    return {"default": extra, "differences": per_task("lam.difference_scale={scale}", extra),
+            "differences_paper_window": per_task(BOTH, extra),
+            "differences_paper_window_with_expert": per_task(f"{BOTH}; unlabeled_includes_expert=True", extra),
             "paper_window": "lam.future=0" + extra}
 
 
@@ -67,4 +73,6 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         return c
     c.variants["default"] = ""
     c.variants["full_replay"] = f"data.medium_fraction=100.0; {LATENT_METHODS}"
+    c.variants["replay_labels"] = per_task(f"{BOTH}; labeled_from_unlabeled=10",
+                                           "; methods=('clam', 'vpt', 'lapo', 'bc')")
     return c
