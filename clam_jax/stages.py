@@ -99,10 +99,10 @@ def load_datasets(config, workdir) -> tuple[dict[str, Episodes], dict]:
             raise DataError(f"config.labeled_from_unlabeled={drawn} but D_unlabeled has {available} episodes.")
         picks = np.sort(np.random.default_rng(config.seed).choice(available, drawn, replace=False))
         datasets["labeled"] = datasets["unlabeled"].take(picks)
+        stats["labeled"] = {**stats["labeled"], **dataset_statistics(datasets["labeled"])}
     if config.get("unlabeled_includes_expert", False):
         datasets["unlabeled"] = concatenate_episodes(datasets["unlabeled"], datasets["expert"])
-    for name in ("labeled", "unlabeled") if drawn or config.get("unlabeled_includes_expert", False) else ():
-        stats[name] = {**stats[name], **dataset_statistics(datasets[name])}
+        stats["unlabeled"] = {**stats["unlabeled"], **dataset_statistics(datasets["unlabeled"])}
     for name, episodes in datasets.items():
         obs_dim, act_dim = episodes.observations.shape[-1], episodes.actions.shape[-1]
         if (obs_dim, act_dim) != task_dims(config.task):

@@ -70,6 +70,9 @@ def _regime_suite(config) -> str:
 
 
 def _validate_data(config) -> None:
+    if config.labeled_from_unlabeled < 0:
+        raise ConfigError(f"config.labeled_from_unlabeled must be >= 0 (0: the collected D_labeled), got "
+                          f"{config.labeled_from_unlabeled}.")
     suite = suite_of(config.task)
     if suite != _regime_suite(config):
         name, path = _SUITES[suite]
@@ -107,9 +110,6 @@ def _validate_calvin(config) -> None:
 
 
 def _validate_observation(config) -> None:
-    if config.labeled_from_unlabeled < 0:
-        raise ConfigError(f"config.labeled_from_unlabeled must be >= 0 (0: the collected D_labeled), got "
-                          f"{config.labeled_from_unlabeled}.")
     if config.observation not in ("state", "image"):
         raise ConfigError(f"config.observation must be 'state' or 'image', got {config.observation!r}.")
     if config.image_size < 0:

@@ -38,8 +38,6 @@ from clam_jax.cli import load_config
 LATENT_METHODS = "methods=('clam', 'vpt', 'lapo')"
 TASKS = ("cheetah-run", "walker-walk")
 DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3}
-
-
 BOTH = "lam.difference_scale={scale}; lam.future=0"
 
 
