@@ -24,10 +24,10 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
   paper_window CLAM, VPT and LAPO with the paper's IDM window o[t-1 .. t+1] (`lam.future=0`): the quick preset's
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
-seeds and data (link runs/dmc_table/data into its workdir to reuse them), the same columns but full_replay for
-CLAM, VPT and LAPO, BC-Expert beside them for scale: each method's
-best column on `val` is the one whose `test` return the README reports as its Table 1 entry
-(`python -m clam_jax.selection --val=runs/dmc_val --test=runs/dmc_table`).
+seeds and data (link runs/dmc_table/data into its workdir to reuse them), the same columns but full_replay and
+replay_labels for CLAM, VPT and LAPO, BC-Expert beside them for scale: each method's best column on `val` is the
+one whose `test` return the README reports as its Table 1 entry (`python -m clam_jax.selection
+--val=runs/dmc_val --test=runs/dmc_table`).
 """
 from pathlib import Path
 
