@@ -13,7 +13,13 @@ Cells with the same data recipe share one copy of the datasets
 changes training never re-collects. A cell with a results.json is done and
 skipped, and an interrupted cell resumes from its checkpoints, so rerunning the
 command continues an interrupted grid; methods added to a finished cell are
-trained and evaluated on their own. Writes `<workdir>/results.json` (one
+trained and evaluated on their own. With `--policies_from=<another grid's workdir>` nothing is trained: each
+cell evaluates, on its own split, the policies the same cell of that grid trained (which must have the same
+config but for `eval` and `methods`), e.g. the `val` grid of a table over its `test` grid's runs:
+
+  python -m clam_jax.experiments --config=configs/experiments/dmc_table.py:val --workdir=runs/dmc_val \
+      --policies_from=runs/dmc_table
+ Writes `<workdir>/results.json` (one
 record per method and cell), `<workdir>/table.md`, where the experiment
 names `ablation_rows`, `<workdir>/ablation.md` (those rows alone, renamed), for
 its `sweeps` (a name -> methods and points, each point a label and overrides)
@@ -29,11 +35,12 @@ from pathlib import Path
 
 from absl import flags
 
-from clam_jax.cli import FLAGS, run_cli
+from clam_jax.cli import FLAGS, run_cli, use_headless_rendering
 from clam_jax.collect import collection_signature
 from clam_jax.errors import ConfigError
 from clam_jax.plots import sweep_plots, task_bar_charts
 from clam_jax.results_table import markdown_table
+from clam_jax.stages import StageLog
 
 
 def parse_overrides(text: str) -> list[tuple[str, object]]:
@@ -97,17 +104,71 @@ def _finished(results: Path, methods) -> bool:
     return set(methods) <= {r["method"] for r in json.loads(results.read_text())["results"]}
 
 
-def run_cells(workdir: Path, configs: list, variant: str, fields: dict, train: bool = True) -> list[dict]:
+def cell_dir(workdir: Path, config, variant: str) -> Path:
+    return workdir / "runs" / config.task / f"seed{config.seed}" / variant
+
+
+def _training_fields(config: dict, prefix: str = "") -> dict:
+    """The config's fields as results.json stores them, by dotted path, without those that do not change
+    training (`eval`, `methods`)."""
+    fields = {}
+    for key, value in json.loads(json.dumps(config)).items():
+        path = prefix + key
+        if path in ("eval", "methods"):
+            continue
+        fields.update(_training_fields(value, path + ".") if isinstance(value, dict) else {path: value})
+    return fields
+
+
+def link_trained(source: Path, run_dir: Path, config, base) -> None:
+    """Links into `run_dir` the data of the cell `source` of another grid and the saved policies (and
+    checkpoints) of every method of `config` trained there, with their training logs but not their
+    evaluation, so that the run evaluates them on its own split without training (`--policies_from`).
+    A field the source's stored config lacks (added to the code since) counts as the grid's `base` value."""
+    results = source / "results.json"
+    if not results.exists():
+        raise ConfigError(f"--policies_from: {source} has no finished run; run that grid's cell first.")
+    trained = _training_fields(json.loads(results.read_text())["config"])
+    wanted, preset = _training_fields(config.to_dict()), _training_fields(base.to_dict())
+    differing = sorted(k for k in trained.keys() | wanted.keys()
+                       if trained.get(k, preset.get(k)) != wanted.get(k))
+    if differing:
+        raise ConfigError(f"--policies_from: {source} was trained with other values of {differing}; "
+                          "only eval and methods may differ.")
+    logs = {method: StageLog(source / method) for method in config.methods}
+    unfinished = [method for method, log in logs.items() if not log.done("eval")]
+    if unfinished:
+        raise ConfigError(f"--policies_from: {source} has not finished {unfinished}; train them there first.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    links = [("data", source / "data")] + [(f"{method}/{name}", source / method / name)
+                                           for method in logs for name in ("policy", "checkpoints")]
+    for name, target in links:
+        if target.exists() and not (run_dir / name).exists():
+            (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / name).symlink_to(target.resolve(), target_is_directory=True)
+    for method, log in logs.items():
+        linked = StageLog(run_dir / method)
+        for stage, entry in log.entries.items():
+            if stage != "eval" and not linked.done(stage):
+                linked.record(stage, entry)
+
+
+def run_cells(workdir: Path, configs: list, variant: str, fields: dict, train: bool = True,
+              policies_from: Path | None = None, base=None) -> list[dict]:
     """Trains (or finds) the cells of `configs` (one column and task, several seeds), the unfinished ones
     together in one program, and returns their records (with `fields` added to each); with `train=False`,
-    only the records of the finished cells."""
+    only the records of the finished cells; with `policies_from`, the cells evaluate the policies that grid
+    trained (`link_trained`, `base` the grid's base config)."""
     from clam_jax.train import run_group
 
-    cells = [(config, workdir / "runs" / config.task / f"seed{config.seed}" / variant) for config in configs]
+    cells = [(config, cell_dir(workdir, config, variant)) for config in configs]
     todo = [(config, run_dir) for config, run_dir in cells if not _finished(run_dir / "results.json", config.methods)]
     if todo and train:
         for config, run_dir in todo:
-            _shared_data(workdir, run_dir, config)
+            if policies_from is None:
+                _shared_data(workdir, run_dir, config)
+            else:
+                link_trained(cell_dir(policies_from, config, variant), run_dir, config, base)
         start = time.perf_counter()
         run_group([config for config, _ in todo], [run_dir for _, run_dir in todo])
         for config, _ in todo:
@@ -156,11 +217,13 @@ def write_outputs(experiment, workdir: Path, records: list[dict]) -> list[str]:
     return list(tables.values())
 
 
-def run_grid(experiment, workdir, train: bool = True) -> list[dict]:
+def run_grid(experiment, workdir, train: bool = True, policies_from=None) -> list[dict]:
     """Runs the columns one by one, task by task, `seeds_per_program` seeds at a time (trained together,
     see `clam_jax.train.run_group`), rewriting the outputs after each group; with `train=False`, writes
-    the outputs of the finished cells and trains nothing."""
+    the outputs of the finished cells and trains nothing; with `policies_from` (another grid's workdir),
+    evaluates the policies of that grid's cells instead of training."""
     workdir = Path(workdir)
+    policies_from = Path(policies_from) if policies_from else None
     per_program = experiment.get("seeds_per_program", 1)
     records = []
     for variant, overrides, fields in grid_columns(experiment):
@@ -169,7 +232,7 @@ def run_grid(experiment, workdir, train: bool = True) -> list[dict]:
                 seeds = experiment.seeds[first:first + per_program]
                 configs = [cell_config(experiment.base, task, seed, task_overrides(overrides, task))
                            for seed in seeds]
-                records += run_cells(workdir, configs, variant, fields, train)
+                records += run_cells(workdir, configs, variant, fields, train, policies_from, experiment.base)
                 tables = write_outputs(experiment, workdir, records)
     print("\n".join(tables))
     return records
@@ -177,11 +240,16 @@ def run_grid(experiment, workdir, train: bool = True) -> list[dict]:
 
 flags.DEFINE_bool("report_only", False, "Write results.json, the tables and plots of the finished cells, "
                   "training nothing (e.g. while another process runs the grid).")
+flags.DEFINE_string("policies_from", None, "Another grid's workdir: evaluate the policies its cells trained (same "
+                    "config but for eval and methods) on this grid's split instead of training, e.g. a val grid "
+                    "over the test grid's runs.")
 
 
 def main(argv):
     del argv
-    run_cli(lambda: run_grid(FLAGS.config, FLAGS.workdir, train=not FLAGS.report_only))
+    use_headless_rendering()  # dm_control otherwise opens GLFW on import, in the evaluations
+    run_cli(lambda: run_grid(FLAGS.config, FLAGS.workdir, train=not FLAGS.report_only,
+                             policies_from=FLAGS.policies_from))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """The experiment runner: overrides, the results table, and a real grid that resumes without redoing cells."""
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -7,8 +8,9 @@ import pytest
 
 from clam_jax.cli import load_config
 from clam_jax.errors import ConfigError
-from clam_jax.experiments import cell_config, grid_columns, parse_overrides, task_overrides
+from clam_jax.experiments import cell_config, grid_columns, link_trained, parse_overrides, task_overrides
 from clam_jax.results_table import markdown_table
+from clam_jax.stages import StageLog
 from tests.test_pipeline import cli
 
 EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.py"))
@@ -92,6 +94,16 @@ def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp
     assert "| bc |" in (tmp_path / "table.md").read_text()
 
     assert first.stdout.count("assembly-v3 seed") == 4  # one line per cell trained
+
+    # The val grid over the same cells evaluates their policies on its split, training nothing.
+    val = cli("clam_jax.experiments", *args[:1], "--config.base.eval.split=val", f"--workdir={tmp_path / 'val'}",
+              f"--policies_from={tmp_path}", timeout=600)
+    assert val.returncode == 0, val.stderr[-3000:]
+    assert "policy" not in val.stderr and "stage1" not in val.stderr and "collect" not in val.stderr
+    val_cell = json.loads((tmp_path / "val/runs/assembly-v3/seed1/separate/results.json").read_text())
+    assert [(r["method"], r["split"]) for r in val_cell["results"]] == [("clam", "val")]
+    assert sorted((r["variant"], r["method"], r["seed"]) for r in json.loads(
+        (tmp_path / "val/results.json").read_text())) == sorted((r["variant"], r["method"], r["seed"]) for r in records)
     statistics = sorted((tmp_path / "data").glob("*/unlabeled/statistics.json"))
     collected = [p.stat().st_mtime_ns for p in statistics]
 
@@ -145,3 +157,37 @@ def test_runs_trained_together_must_differ_only_in_their_seed(tiny_config, tmp_p
     with pytest.raises(ConfigError, match="same config but for the seed"):
         run_group([first, second], [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a").exists()
+
+
+def test_a_cell_links_another_grids_trained_policies_only_when_trained_alike(tiny_config, tmp_path):
+    source, here = tmp_path / "test_grid" / "cell", tmp_path / "val_grid" / "cell"
+    trained = tiny_config()
+    trained.methods = ("bc", "clam")
+    (source / "data").mkdir(parents=True)
+    (source / "bc" / "policy").mkdir(parents=True)
+    stored = trained.to_dict()
+    del stored["labeled_from_unlabeled"]  # a field added to the code after the source was trained
+    (source / "results.json").write_text(json.dumps({"config": stored, "results": []}))
+    source_log = StageLog(source / "bc")
+    source_log.record("stage2", {"wall_time_s": 3.0, "steps": 10})
+    source_log.record("eval", {"wall_time_s": 1.0, "split": "test"})
+    config = copy.deepcopy(trained)
+    config.eval.split, config.methods = "val", ("bc",)
+
+    with pytest.raises(ConfigError, match="no finished run"):
+        link_trained(tmp_path / "elsewhere", here, config, trained)
+    for path, value in (("stage1.beta", 0.5), ("labeled_from_unlabeled", 10)):
+        other = cell_config(config, config.task, config.seed, f"{path}={value}")
+        with pytest.raises(ConfigError, match=rf"other values of \['{path}'\]"):
+            link_trained(source, here, other, trained)
+    other = copy.deepcopy(config)
+    other.methods = ("bc", "clam")
+    with pytest.raises(ConfigError, match=r"not finished \['clam'\]"):
+        link_trained(source, here, other, trained)
+    assert not here.exists()
+
+    link_trained(source, here, config, trained)
+    assert (here / "data").resolve() == (source / "data").resolve()
+    assert (here / "bc" / "policy").resolve() == (source / "bc" / "policy").resolve()
+    assert not (here / "bc" / "checkpoints").exists()
+    assert StageLog(here / "bc").entries == {"stage2": {"wall_time_s": 3.0, "steps": 10}}

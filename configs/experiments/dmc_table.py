@@ -18,16 +18,19 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
                buffer up to half the final return: on cheetah-run the quick preset's SAC run reaches that point
                after 24-46 episodes, so its D_unlabeled holds few states like the expert's (paper: 1000
                medium-replay episodes).
-  replay_labels  CLAM, VPT and LAPO with both IDM inputs and BC, D_labeled 10 episodes drawn from D_unlabeled (the
-               paper's protocol: it subsamples medium-replay; the preset's D_labeled is the buffer's first 10
-               episodes, of uniform random actions). A data regime of its own, reported beside the table.
+  replay_labels  CLAM, VPT and LAPO with both IDM inputs, LAPA, DynaMo and BC, D_labeled 10 episodes drawn from
+               D_unlabeled (the paper's protocol: it subsamples medium-replay; the preset's D_labeled is the
+               buffer's first 10 episodes, of uniform random actions). A data regime of its own, reported beside
+               the table.
   paper_window CLAM, VPT and LAPO with the paper's IDM window o[t-1 .. t+1] (`lam.future=0`): the quick preset's
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
+  transformer_paper_window  TF-CLAM (the transformer LAM at the quick preset's CPU size) with the paper's window;
+               the transformer reads no differences.
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
-seeds and data (link runs/dmc_table/data into its workdir to reuse them), the same columns but full_replay and
-replay_labels for CLAM, VPT and LAPO, BC-Expert beside them for scale: each method's best column on `val` is the
-one whose `test` return the README reports as its Table 1 entry (`python -m clam_jax.selection
---val=runs/dmc_val --test=runs/dmc_table`).
+seeds and data, the same columns but full_replay and replay_labels, BC-Expert beside them for scale: each
+method's best column on `val` is the one whose `test` return the README reports as its Table 1 entry (`python -m
+clam_jax.selection --val=runs/dmc_val --test=runs/dmc_table`). Training is the same on either split, so the
+`val` grid evaluates the `test` grid's policies (`--policies_from=runs/dmc_table`) instead of training them again.
 """
 from pathlib import Path
 
@@ -65,6 +68,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.metric = "normalized_return"
     c.tasks = TASKS
     c.variants = latent_columns(f"; {LATENT_METHODS}")
+    c.variants["transformer_paper_window"] = "lam.kind='transformer'; lam.future=0; methods=('clam',)"
     if c.variant == "val":
         c.base.eval.split = "val"
         c.variants["default"] = "methods=('clam', 'vpt', 'lapo', 'bc_expert')"
@@ -72,5 +76,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.variants["default"] = ""
     c.variants["full_replay"] = f"data.medium_fraction=100.0; {LATENT_METHODS}"
     c.variants["replay_labels"] = per_task(f"{BOTH}; labeled_from_unlabeled=10",
-                                           "; methods=('clam', 'vpt', 'lapo', 'bc')")
+                                           "; methods=('clam', 'vpt', 'lapo', 'lapa', 'dynamo', 'bc')")
     return c
