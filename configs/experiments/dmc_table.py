@@ -25,7 +25,7 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
   paper_window CLAM, VPT and LAPO with the paper's IDM window o[t-1 .. t+1] (`lam.future=0`): the quick preset's
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
   transformer_paper_window  TF-CLAM (the transformer LAM at the quick preset's CPU size) with the paper's window;
-               the transformer reads no differences.
+               the transformer reads no differences. `_60k_steps`: the same with 3x the stage-1 steps.
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
 seeds and data, the same columns but full_replay and replay_labels, BC-Expert beside them for scale: each
 method's best column on `val` is the one whose `test` return the README reports as its Table 1 entry (`python -m
@@ -42,6 +42,7 @@ LATENT_METHODS = "methods=('clam', 'vpt', 'lapo')"
 TASKS = ("cheetah-run", "walker-walk")
 DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3}
 BOTH = "lam.difference_scale={scale}; lam.future=0"
+TRANSFORMER = "lam.kind='transformer'; lam.future=0; methods=('clam',)"
 
 
 def per_task(overrides: str, extra: str) -> dict:
@@ -68,7 +69,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     c.metric = "normalized_return"
     c.tasks = TASKS
     c.variants = latent_columns(f"; {LATENT_METHODS}")
-    c.variants["transformer_paper_window"] = "lam.kind='transformer'; lam.future=0; methods=('clam',)"
+    c.variants["transformer_paper_window"] = TRANSFORMER
+    c.variants["transformer_paper_window_60k_steps"] = f"{TRANSFORMER}; stage1.steps=60_000"
     if c.variant == "val":
         c.base.eval.split = "val"
         c.variants["default"] = "methods=('clam', 'vpt', 'lapo', 'bc_expert')"
