@@ -15,16 +15,13 @@ skipped, and an interrupted cell resumes from its checkpoints, so rerunning the
 command continues an interrupted grid; methods added to a finished cell are
 trained and evaluated on their own. With `--policies_from=<another grid's workdir>` nothing is trained: each
 cell evaluates, on its own split, the policies the same cell of that grid trained (which must have the same
-config but for `eval` and `methods`), e.g. the `val` grid of a table over its `test` grid's runs:
+config but for `eval` and `methods`), e.g. `configs/experiments/dmc_table.py:val` with
+`--policies_from=runs/dmc_table` puts the `test` grid's policies on the `val` initial states.
 
-  python -m clam_jax.experiments --config=configs/experiments/dmc_table.py:val --workdir=runs/dmc_val \
-      --policies_from=runs/dmc_table
- Writes `<workdir>/results.json` (one
-record per method and cell), `<workdir>/table.md`, where the experiment
-names `ablation_rows`, `<workdir>/ablation.md` (those rows alone, renamed), for
-its `sweeps` (a name -> methods and points, each point a label and overrides)
-`<workdir>/sweeps.md`, and PNG plots in `<workdir>/plots/`: a bar chart per
-task and a curve per sweep and task.
+Writes `<workdir>/results.json` (one record per method and cell), `<workdir>/table.md`, where the experiment
+names `ablation_rows`, `<workdir>/ablation.md` (those rows alone, renamed), for its `sweeps` (a name -> methods
+and points, each point a label and overrides) `<workdir>/sweeps.md`, and PNG plots in `<workdir>/plots/`: a bar
+chart per task and a curve per sweep and task.
 """
 import ast
 import copy
