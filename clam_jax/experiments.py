@@ -87,10 +87,14 @@ def _shared_data(workdir: Path, run_dir: Path, config) -> None:
     recipe = json.dumps(collection_signature(config), sort_keys=True, default=list)
     shared = workdir / "data" / hashlib.sha256(recipe.encode()).hexdigest()[:12]
     shared.mkdir(parents=True, exist_ok=True)
-    link = run_dir / "data"
+    _link(run_dir / "data", shared)
+
+
+def _link(link: Path, target: Path) -> None:
+    """`link` -> `target`'s absolute path, unless `link` exists already."""
     if not link.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(shared.resolve(), target_is_directory=True)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(target.resolve(), target_is_directory=True)
 
 
 def _finished(results: Path, methods) -> bool:
@@ -105,16 +109,19 @@ def cell_dir(workdir: Path, config, variant: str) -> Path:
     return workdir / "runs" / config.task / f"seed{config.seed}" / variant
 
 
-def _training_fields(config: dict, prefix: str = "") -> dict:
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    flat = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+    return flat
+
+
+def _training_fields(config: dict) -> dict:
     """The config's fields as results.json stores them, by dotted path, without those that do not change
     training (`eval`, `methods`)."""
-    fields = {}
-    for key, value in json.loads(json.dumps(config)).items():
-        path = prefix + key
-        if path in ("eval", "methods"):
-            continue
-        fields.update(_training_fields(value, path + ".") if isinstance(value, dict) else {path: value})
-    return fields
+    return {path: value for path, value in _flatten(json.loads(json.dumps(config))).items()
+            if path.split(".")[0] not in ("eval", "methods")}
 
 
 def link_trained(source: Path, run_dir: Path, config, base) -> None:
@@ -137,12 +144,9 @@ def link_trained(source: Path, run_dir: Path, config, base) -> None:
     if unfinished:
         raise ConfigError(f"--policies_from: {source} has not finished {unfinished}; train them there first.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    links = [("data", source / "data")] + [(f"{method}/{name}", source / method / name)
-                                           for method in logs for name in ("policy", "checkpoints")]
-    for name, target in links:
-        if target.exists() and not (run_dir / name).exists():
-            (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            (run_dir / name).symlink_to(target.resolve(), target_is_directory=True)
+    for name in ["data"] + [f"{method}/{part}" for method in logs for part in ("policy", "checkpoints")]:
+        if (source / name).exists():
+            _link(run_dir / name, source / name)
     for method, log in logs.items():
         linked = StageLog(run_dir / method)
         for stage, entry in log.entries.items():
