@@ -4,8 +4,8 @@
   python -m clam_jax.collect --config=configs/dmc.py:quick --config.task=hopper-hop --workdir=runs/hopper
 
 MetaWorld: scripted and noisy behaviours (`clam_jax.envs.collection`). CALVIN: segments of its
-converted play data (`clam_jax.data.calvin_regime`; no simulation). dm_control:
-a SAC agent learns the task online (checkpointed in `<workdir>/data/agent`, so an
+converted play data (`clam_jax.data.calvin_regime`; no simulation). dm_control and
+gymnasium's MuJoCo locomotion: a SAC agent learns the task online (checkpointed in `<workdir>/data/agent`, so an
 interrupted collection resumes) and its buffer and final policy make the datasets
 (`clam_jax.envs.locomotion`), with the reference scores of the normalized return.
 
@@ -30,7 +30,7 @@ from clam_jax.envs.agent import AgentSchedule, train_agent
 from clam_jax.envs.collection import EpisodeCollector, episode_spec
 from clam_jax.envs.locomotion import locomotion_datasets
 from clam_jax.envs.sac import SAC
-from clam_jax.envs.tasks import make_task, suite_of
+from clam_jax.envs.tasks import is_locomotion, make_task, suite_of
 from clam_jax.errors import ConfigError, DataError
 from clam_jax.training.checkpoints import TrainStateCheckpoints
 from clam_jax.validation import validate_config
@@ -47,7 +47,7 @@ def data_dir(workdir) -> Path:
 def collection_signature(config) -> dict:
     images = {"image_size": config.image_size} if config.image_size else {}
     suite = suite_of(config.task)
-    if suite == "dmc":
+    if is_locomotion(config.task):
         recipe = {"agent": config.agent.to_dict(), "data": config.data.to_dict()}
     elif suite == "calvin":
         recipe = {"calvin": {k: v for k, v in config.data.to_dict().items() if k != "calvin_dir"}}
@@ -107,7 +107,7 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
     root = data_dir(workdir)
     _check_signature(config, root)
     missing = [name for name in DATASETS if not dataset_exists(root / name)]
-    if missing and suite_of(config.task) == "dmc":
+    if missing and is_locomotion(config.task):
         collect_locomotion_datasets(config, root, missing)
     elif missing and suite_of(config.task) == "calvin":
         write_calvin_datasets(config, root, missing)

@@ -4,7 +4,8 @@
 
 Each cell (task, seed, variant) is one training run of the base config with
 that task and seed and the variant's overrides (e.g. `stage1.joint=False`; a
-mapping task -> overrides where a column's value differs per task), training
+mapping task -> overrides where a column's value differs per task), after the
+task's own (`task_base`, a mapping task -> overrides for every column), training
 every method of its `methods` in `<workdir>/runs/<task>/seed<seed>/<variant>`;
 `seeds_per_program` seeds of a task and variant train together in one program
 (a seed axis: for accelerators, which one small model leaves idle).
@@ -76,6 +77,12 @@ def task_overrides(overrides, task: str) -> str:
     if task not in overrides:
         raise ConfigError(f"The column's overrides name the tasks {sorted(overrides)}, not {task!r}.")
     return overrides[task]
+
+
+def cell_overrides(experiment, overrides, task: str) -> str:
+    """The task's own base overrides (the experiment's `task_base`: task -> overrides, e.g. a longer data agent run
+    for a task that needs one), then the column's for `task`."""
+    return "; ".join(filter(None, (experiment.get("task_base", {}).get(task, ""), task_overrides(overrides, task))))
 
 
 def config_hash(config) -> str:
@@ -231,7 +238,7 @@ def run_grid(experiment, workdir, train: bool = True, policies_from=None) -> lis
         for task in experiment.tasks:
             for first in range(0, len(experiment.seeds), per_program):
                 seeds = experiment.seeds[first:first + per_program]
-                configs = [cell_config(experiment.base, task, seed, task_overrides(overrides, task))
+                configs = [cell_config(experiment.base, task, seed, cell_overrides(experiment, overrides, task))
                            for seed in seeds]
                 records += run_cells(workdir, configs, variant, fields, train, policies_from, experiment.base)
                 tables = write_outputs(experiment, workdir, records)

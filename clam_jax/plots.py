@@ -2,7 +2,7 @@
 training curves; latent actions projected to 2-D.
 
 Records are those of `clam_jax.experiments` (or a run's results.json rows):
-method, variant, task, seed, success_rate (and normalized_return on dm_control),
+method, variant, task, seed, success_rate (and normalized_return on locomotion),
 and for cells of a sweep, `sweep` and `sweep_point`. `metric` picks the plotted one.
 """
 import json

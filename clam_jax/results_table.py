@@ -20,7 +20,7 @@ def aggregate(records: list[dict], metric: str = "success_rate") -> dict[tuple[s
 
 def markdown_table(records: list[dict], rows: dict[str, str] | None = None, metric: str = "success_rate") -> str:
     """Rows = methods (in order of appearance), columns = tasks then their mean; cells "mean ± std (n)" of
-    `metric` ("success_rate", or "normalized_return" for dm_control).
+    `metric` ("success_rate", or "normalized_return" for locomotion).
 
     In each column the best non-privileged mean is bold; privileged rows (BC-Expert, which
     imitates the expert's true actions) are marked and never bold. `rows` (shown name -> row

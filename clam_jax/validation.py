@@ -1,7 +1,7 @@
 """Checks run on a config before anything is collected or compiled."""
 from clam_jax.envs import calvin
 from clam_jax.envs.behaviors import check_behavior
-from clam_jax.envs.tasks import suite_of
+from clam_jax.envs.tasks import LOCOMOTION_SUITES, suite_of
 from clam_jax.errors import ConfigError
 from clam_jax.models.lam import LAM_KINDS
 from clam_jax.models.policies import IMAGE_ENCODERS
@@ -59,13 +59,13 @@ def validate_config(config) -> None:
 
 
 _SUITES = {"metaworld": ("MetaWorld", "configs/metaworld.py"), "dmc": ("dm_control", "configs/dmc.py"),
-           "calvin": ("CALVIN", "configs/calvin.py")}
+           "gym": ("gymnasium MuJoCo", "configs/dmc.py"), "calvin": ("CALVIN", "configs/calvin.py")}
 
 
-def _regime_suite(config) -> str:
-    """The suite whose data regime the config describes."""
+def _regime(config) -> str:
+    """The data regime the config describes: "locomotion", "calvin" or "metaworld"."""
     if "agent" in config:
-        return "dmc"
+        return "locomotion"
     return "calvin" if "converted" in config.data else "metaworld"
 
 
@@ -74,13 +74,13 @@ def _validate_data(config) -> None:
         raise ConfigError(f"config.labeled_from_unlabeled must be >= 0 (0: the collected D_labeled), got "
                           f"{config.labeled_from_unlabeled}.")
     suite = suite_of(config.task)
-    if suite != _regime_suite(config):
+    locomotion = suite in LOCOMOTION_SUITES
+    if ("locomotion" if locomotion else suite) != _regime(config):
         name, path = _SUITES[suite]
         raise ConfigError(f"{config.task} is a {name} task; use it with {path}, whose data regime is made for it.")
     if suite == "calvin":
         _validate_calvin(config)
         return
-    locomotion = suite == "dmc"
     for name in ("labeled", "expert") if locomotion else ("unlabeled", "labeled", "expert"):
         spec = config.data[name]
         if spec.episodes < 1:
@@ -88,7 +88,7 @@ def _validate_data(config) -> None:
         for behavior in () if locomotion else spec.behaviors:
             check_behavior(behavior)
     if locomotion and config.observation == "image":
-        raise ConfigError("dm_control datasets hold states only: use config.observation='state'.")
+        raise ConfigError("Locomotion datasets hold states only: use config.observation='state'.")
 
 
 def _validate_calvin(config) -> None:

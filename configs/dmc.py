@@ -1,9 +1,10 @@
-"""CLAM on dm_control locomotion (paper Table 1): data from the replay buffer of a SAC agent learning the task.
+"""CLAM on locomotion (paper Table 1): data from the replay buffer of a SAC agent learning the task.
 
-`--config.task` takes any dm_control suite task as <domain>-<task> (the paper:
-hopper and cheetah; `cheetah-run`, `hopper-hop`, `hopper-stand`). Episodes are the
-suite's 1000 control steps at action repeat 2 (500 policy steps). The models,
-stages and methods are those of configs/metaworld.py at the same variant.
+`--config.task` takes any dm_control suite task as <domain>-<task> (`cheetah-run`,
+`walker-walk`, `hopper-hop`) or a gymnasium MuJoCo task (`Hopper-v5`, `HalfCheetah-v5`:
+the paper's robots, those of D4RL). Episodes are 1000 simulator steps at action repeat
+2 (500 policy steps), with no termination. The models, stages and methods are those of
+configs/metaworld.py at the same variant.
 
 Variants, chosen with `--config=configs/dmc.py:<variant>`:
   (none)  paper scale: SAC for 1M policy steps, the buffer up to half the final
@@ -25,7 +26,7 @@ def get_config(variant: str = ""):
     c = load_config(METAWORLD, variant)  # refuses unknown variants
     c.variant = f"dmc_{variant or 'paper'}"
     c.task = "cheetah-run"
-    c.max_steps = 500  # the suite's 1000 control steps at action repeat 2
+    c.max_steps = 500  # 1000 simulator steps at action repeat 2
     c.action_repeat = 2
     c.methods = ("clam", "bc", "bc_expert", "vpt", "lapo", "lapa", "dynamo")
 

@@ -4,18 +4,20 @@ import json
 import shutil
 from pathlib import Path
 
+import ml_collections
 import pytest
 
 from clam_jax.cli import load_config
 from clam_jax.errors import ConfigError
-from clam_jax.experiments import cell_config, grid_columns, link_trained, parse_overrides, task_overrides
+from clam_jax.experiments import (cell_config, cell_overrides, grid_columns, link_trained, parse_overrides,
+                                  task_overrides)
 from clam_jax.results_table import markdown_table
 from clam_jax.stages import StageLog
 from tests.test_pipeline import cli
 
 EXPERIMENT_CONFIGS = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.py"))
 # Variants beside each config's default.
-OTHER_VARIANTS = {"dmc_table": ("val",), "metaworld_ablations": ("drift", "labels"),
+OTHER_VARIANTS = {"dmc_table": ("val", "gym_tasks"), "metaworld_ablations": ("drift", "labels"),
                   "metaworld_table": ("differences",)}
 
 
@@ -68,6 +70,15 @@ def test_a_column_may_give_each_task_its_own_overrides():
         task_overrides(per_task, "hopper-hop")
 
 
+def test_a_task_may_have_base_overrides_that_every_column_starts_from():
+    experiment = ml_collections.ConfigDict({"task_base": {"Hopper-v5": "agent.episodes=300"}})
+    per_task = {"Hopper-v5": "lam.difference_scale=1.0", "cheetah-run": ""}
+    assert cell_overrides(experiment, per_task, "Hopper-v5") == "agent.episodes=300; lam.difference_scale=1.0"
+    assert cell_overrides(experiment, "lam.future=0", "Hopper-v5") == "agent.episodes=300; lam.future=0"
+    assert cell_overrides(experiment, per_task, "cheetah-run") == ""
+    assert cell_overrides(ml_collections.ConfigDict(), "lam.future=0", "cheetah-run") == "lam.future=0"
+
+
 @pytest.mark.parametrize("path,variant", [(path, variant) for path in EXPERIMENT_CONFIGS
                                           for variant in ("", *OTHER_VARIANTS.get(path.stem, ()))],
                          ids=lambda x: getattr(x, "stem", x))
@@ -78,7 +89,8 @@ def test_every_cell_of_every_experiment_config_is_a_valid_config(path, variant):
     experiment = load_config(path, variant)
     for _, overrides, _ in grid_columns(experiment):
         for task in experiment.tasks:
-            validate_config(cell_config(experiment.base, task, experiment.seeds[0], task_overrides(overrides, task)))
+            validate_config(cell_config(experiment.base, task, experiment.seeds[0],
+                                        cell_overrides(experiment, overrides, task)))
 
 
 def test_grid_shares_data_between_variants_and_resumes_without_redoing_cells(tmp_path):

@@ -74,18 +74,19 @@ def test_train_runs_every_stage_and_writes_results(tmp_path):
     np.testing.assert_allclose(standalone["returns"], in_pipeline["returns"], rtol=1e-5)
 
 
-def test_locomotion_pipeline_collects_with_a_sac_agent_and_reports_normalized_returns(tmp_path):
-    """dm_control: the data agent trains (checkpointed), its buffer becomes the datasets with reference
-    scores, and every method's row carries its normalized return."""
-    workdir = tmp_path / "dmc"
-    done = cli("clam_jax.train", "--config=configs/dmc.py:tiny", f"--workdir={workdir}",
+@pytest.mark.parametrize("task", ["cheetah-run", "Hopper-v5"])
+def test_locomotion_pipeline_collects_with_a_sac_agent_and_reports_normalized_returns(tmp_path, task):
+    """dm_control and gymnasium's MuJoCo: the data agent trains (checkpointed), its buffer becomes the datasets
+    with reference scores, and every method's row carries its normalized return."""
+    workdir = tmp_path / "locomotion"
+    done = cli("clam_jax.train", "--config=configs/dmc.py:tiny", f"--workdir={workdir}", f"--config.task={task}",
                "--config.methods=('clam','bc')")
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
     scores = results["datasets"]["expert"]["reference_scores"]
     assert set(scores) == {"random", "expert"} and results["datasets"]["unlabeled"]["num_episodes"] == 8
     for row in results["results"]:
-        assert row["task"] == "cheetah-run" and row["num_episodes"] == 4
+        assert row["task"] == task and row["num_episodes"] == 4
         expected = (row["return_mean"] - scores["random"]) / (scores["expert"] - scores["random"])
         assert row["normalized_return"] == pytest.approx(expected)
     assert (workdir / "data" / "agent").is_dir()
@@ -126,6 +127,7 @@ def assert_standalone_evaluation_matches(method_dir: Path):
     ("--config.task=assembly-v9", "Unknown task 'assembly-v9'"),
     ("--config.methods=('clam','gail')", "Unknown method 'gail'"),
     ("--config.task=cheetah-run", "use it with configs/dmc.py"),
+    ("--config.task=Hopper-v5", "Hopper-v5 is a gymnasium MuJoCo task; use it with configs/dmc.py"),
     ("--config.lam.kind=space_time", "The Space-Time LAM reads frames"),
     ("--config.proprio=True", "config.proprio puts the arm's proprioception beside frames"),
     ("--config.policy.chunk=0", "config.policy.chunk (steps each policy predicts) must be >= 1"),

@@ -2,8 +2,9 @@
 
   python -m clam_jax.experiments --config=configs/experiments/dmc_table.py --workdir=runs/dmc_table
   python -m clam_jax.experiments --config=configs/experiments/dmc_table.py:val --workdir=runs/dmc_val
+  python -m clam_jax.experiments --config=configs/experiments/dmc_table.py:gym_tasks --workdir=runs/dmc_gym
 
-Tasks: cheetah-run and walker-walk (the paper's hopper needs more SAC than the quick preset's 60k policy steps:
+Tasks: cheetah-run and walker-walk (dm_control's hopper needs more SAC than the quick preset's 60k policy steps:
 README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but full_replay on the same data):
   default      every method.
   differences  CLAM, VPT and LAPO whose IDMs also read the window's frame-to-frame differences (README, "Sharper
@@ -26,6 +27,10 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
   transformer_paper_window  TF-CLAM (the transformer LAM at the quick preset's CPU size) with the paper's window;
                the transformer reads no differences. `_60k_steps`: the same with 3x the stage-1 steps.
+`gym_tasks`: the paper's own robots, gymnasium's HalfCheetah-v5 and Hopper-v5 (Hopper's SAC run 300 episodes: 120
+learn too little), seeds 0, 1, 2, `test`: every method at the preset, and the columns that Table 1 chose on
+cheetah-run's and walker-walk's `val` (CLAM and LAPO both IDM inputs, VPT both with the expert's observations in
+D_unlabeled), so nothing is chosen on these tasks.
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
 seeds and data, the same columns but full_replay and replay_labels, BC-Expert beside them for scale: each
 method's best column on `val` is the one whose `test` return the README reports as its Table 1 entry (`python -m
@@ -40,14 +45,16 @@ from clam_jax.cli import load_config
 
 LATENT_METHODS = "methods=('clam', 'vpt', 'lapo')"
 TASKS = ("cheetah-run", "walker-walk")
-DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3}
+GYM_TASKS = ("HalfCheetah-v5", "Hopper-v5")
+# 1 / `step_motion` of seed 0's D_unlabeled (0.61, 0.43, 1.62, 0.25; `collect` prints it), rounded.
+DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3, "HalfCheetah-v5": 0.62, "Hopper-v5": 4.0}
 BOTH = "lam.difference_scale={scale}; lam.future=0"
 TRANSFORMER = "lam.kind='transformer'; lam.future=0; methods=('clam',)"
 
 
 def per_task(overrides: str, extra: str) -> dict:
     """`overrides` with each task's difference scale, then `extra`."""
-    return {task: overrides.format(scale=DIFFERENCE_SCALES[task]) + extra for task in TASKS}
+    return {task: overrides.format(scale=scale) + extra for task, scale in DIFFERENCE_SCALES.items()}
 
 
 def latent_columns(extra: str) -> dict:
@@ -59,14 +66,21 @@ def latent_columns(extra: str) -> dict:
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    if variant not in ("", "paper_tasks", "val"):
-        raise ValueError(f"Unknown variant {variant!r}; use: (none), val.")
+    if variant not in ("", "paper_tasks", "val", "gym_tasks"):
+        raise ValueError(f"Unknown variant {variant!r}; use: (none), val, gym_tasks.")
     c = ml_collections.ConfigDict()
     c.variant = variant or "paper_tasks"
     c.base = load_config(Path(__file__).resolve().parents[1] / "dmc.py", "quick")
     c.seeds = (0, 1, 2)
     c.seeds_per_program = 1
     c.metric = "normalized_return"
+    if c.variant == "gym_tasks":
+        c.tasks = GYM_TASKS
+        c.task_base = {"Hopper-v5": "agent.episodes=300"}
+        c.variants = {"default": "", "differences_paper_window": per_task(BOTH, f"; {LATENT_METHODS}"),
+                      "differences_paper_window_with_expert": per_task(f"{BOTH}; unlabeled_includes_expert=True",
+                                                                       "; methods=('vpt',)")}
+        return c
     c.tasks = TASKS
     c.variants = latent_columns(f"; {LATENT_METHODS}")
     c.variants["transformer_paper_window"] = TRANSFORMER
