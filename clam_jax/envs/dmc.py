@@ -9,6 +9,7 @@ no success: `step` reports False and methods are compared by return.
 """
 import numpy as np
 
+from clam_jax.envs.fixed_length import FixedLengthTask, check_unit_bounds
 from clam_jax.errors import ConfigError
 
 SUITE_EPISODE_STEPS = 1000  # control steps in every suite episode (its 20 s or 25 s time limit)
@@ -31,27 +32,19 @@ def check_task(task: str) -> tuple[str, str]:
     return domain, name
 
 
-class DMControlTask:
+class DMControlTask(FixedLengthTask):
     """One dm_control environment; each episode starts from the initial state drawn by its seed."""
 
     def __init__(self, task: str, *, max_steps: int | None = None, action_repeat: int = 2):
         from dm_control import suite
 
         domain, name = check_task(task)
-        self.task = task
-        self.action_repeat = action_repeat
-        limit = SUITE_EPISODE_STEPS // action_repeat
-        self.max_steps = limit if max_steps is None else max_steps
-        if not 0 < self.max_steps <= limit:
-            raise ConfigError(f"{task}: max_steps must be in 1..{limit} (the suite's {SUITE_EPISODE_STEPS} control "
-                              f"steps at action repeat {action_repeat}), got {self.max_steps}.")
+        super().__init__(task, episode_steps=SUITE_EPISODE_STEPS, max_steps=max_steps, action_repeat=action_repeat)
         self._env = suite.load(domain, name, task_kwargs={"random": 0})
         spec = self._env.action_spec()
-        if not (np.all(spec.minimum == -1) and np.all(spec.maximum == 1)):
-            raise ConfigError(f"{task}: actions are bounded by {spec.minimum}..{spec.maximum}, not [-1, 1].")
+        check_unit_bounds(task, spec.minimum, spec.maximum)
         self.action_dim = int(spec.shape[0])
         self.obs_dim = int(sum(np.prod(s.shape, dtype=int) for s in self._env.observation_spec().values()))
-        self._steps = 0
 
     @staticmethod
     def _flat(observation) -> np.ndarray:
@@ -63,17 +56,9 @@ class DMControlTask:
         self._steps = 0
         return self._flat(self._env.reset().observation)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
-        """Applies `action` for `action_repeat` control steps: (obs, summed reward, False)."""
-        if self._steps >= self.max_steps:
-            raise RuntimeError(f"episode already has {self.max_steps} steps; call reset first")
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        reward = 0.0
-        for _ in range(self.action_repeat):
-            timestep = self._env.step(action)
-            reward += float(timestep.reward or 0.0)
-        self._steps += 1
-        return self._flat(timestep.observation), reward, False
+    def _simulate(self, action: np.ndarray) -> tuple[np.ndarray, float]:
+        timestep = self._env.step(action)
+        return self._flat(timestep.observation), float(timestep.reward or 0.0)
 
     def render(self, width: int = 64, height: int = 64) -> np.ndarray:
         """An RGB frame [height, width, 3] uint8 of the task's first camera (needs a MuJoCo GL backend,

@@ -13,6 +13,7 @@ import inspect
 
 import numpy as np
 
+from clam_jax.envs.fixed_length import FixedLengthTask, check_unit_bounds
 from clam_jax.errors import ConfigError
 
 EPISODE_STEPS = 1000  # simulator steps in every episode (the tasks' own time limit)
@@ -30,7 +31,7 @@ def task_names() -> list[str]:
     return sorted(f"{name}-v{version}" for name, version in newest.items())
 
 
-class GymMuJoCoTask:
+class GymMuJoCoTask(FixedLengthTask):
     """One gymnasium MuJoCo environment; each episode starts from the initial state drawn by its seed."""
 
     def __init__(self, task: str, *, max_steps: int | None = None, action_repeat: int = 2):
@@ -38,23 +39,14 @@ class GymMuJoCoTask:
 
         if task not in task_names():
             raise ConfigError(f"Unknown gymnasium MuJoCo task {task!r}; use one of {', '.join(task_names())}.")
-        self.task = task
-        self.action_repeat = action_repeat
-        limit = EPISODE_STEPS // action_repeat
-        self.max_steps = limit if max_steps is None else max_steps
-        if not 0 < self.max_steps <= limit:
-            raise ConfigError(f"{task}: max_steps must be in 1..{limit} ({EPISODE_STEPS} simulator steps at action "
-                              f"repeat {action_repeat}), got {self.max_steps}.")
+        super().__init__(task, episode_steps=EPISODE_STEPS, max_steps=max_steps, action_repeat=action_repeat)
         env_class = gymnasium.envs.registration.load_env_creator(gymnasium.spec(task).entry_point)
         never_terminate = ({"terminate_when_unhealthy": False}
                            if "terminate_when_unhealthy" in inspect.signature(env_class).parameters else {})
         self._env = gymnasium.make(task, **never_terminate).unwrapped  # no time limit: max_steps is ours
-        space = self._env.action_space
-        if not (np.all(space.low == -1) and np.all(space.high == 1)):
-            raise ConfigError(f"{task}: actions are bounded by {space.low}..{space.high}, not [-1, 1].")
-        self.action_dim = int(space.shape[0])
+        check_unit_bounds(task, self._env.action_space.low, self._env.action_space.high)
+        self.action_dim = int(self._env.action_space.shape[0])
         self.obs_dim = int(self._env.observation_space.shape[0])
-        self._steps = 0
         self._renderer = None
 
     def reset(self, variation_seed: int) -> np.ndarray:
@@ -63,19 +55,11 @@ class GymMuJoCoTask:
         observation, _ = self._env.reset(seed=int(variation_seed))
         return observation.astype(np.float32)
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
-        """Applies `action` for `action_repeat` simulator steps: (obs, summed reward, False)."""
-        if self._steps >= self.max_steps:
-            raise RuntimeError(f"episode already has {self.max_steps} steps; call reset first")
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        reward = 0.0
-        for _ in range(self.action_repeat):
-            observation, step_reward, terminated, _, _ = self._env.step(action)
-            if terminated:  # only tasks that cannot be told not to terminate (none of the locomotion ones)
-                raise RuntimeError(f"{self.task} terminated its episode; it has no fixed-length form.")
-            reward += float(step_reward)
-        self._steps += 1
-        return observation.astype(np.float32), reward, False
+    def _simulate(self, action: np.ndarray) -> tuple[np.ndarray, float]:
+        observation, reward, terminated, _, _ = self._env.step(action)
+        if terminated:  # only tasks that cannot be told not to terminate (none of the locomotion ones)
+            raise RuntimeError(f"{self.task} terminated its episode; it has no fixed-length form.")
+        return observation.astype(np.float32), float(reward)
 
     def render(self, width: int = 64, height: int = 64) -> np.ndarray:
         """An RGB frame [height, width, 3] uint8 of the task's first camera (needs a MuJoCo GL backend,
