@@ -27,8 +27,8 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
                o[t-1 .. t+3] was chosen on MetaWorld (README, "What limits CLAM").
   transformer_paper_window  TF-CLAM (the transformer LAM at the quick preset's CPU size) with the paper's window;
                the transformer reads no differences. `_60k_steps`: the same with 3x the stage-1 steps.
-`gym_tasks`: the paper's own robots, gymnasium's HalfCheetah-v5 and Hopper-v5 (Hopper's SAC run 300 episodes: 120
-learn too little), seeds 0, 1, 2, `test`: every method at the preset, and the columns that Table 1 chose on
+`gym_tasks`: the paper's own robots, gymnasium's HalfCheetah-v5 and Hopper-v5 (Hopper's SAC runs 300 episodes, set
+from one run on seed 0), seeds 0, 1, 2, `test`: every method at the preset, and the columns that Table 1 chose on
 cheetah-run's and walker-walk's `val` (CLAM and LAPO both IDM inputs, VPT both with the expert's observations in
 D_unlabeled), so nothing is chosen on these tasks.
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
