@@ -30,7 +30,7 @@ from clam_jax.envs.agent import AgentSchedule, train_agent
 from clam_jax.envs.collection import EpisodeCollector, episode_spec
 from clam_jax.envs.locomotion import locomotion_datasets
 from clam_jax.envs.sac import SAC
-from clam_jax.envs.tasks import is_locomotion, make_task, suite_of
+from clam_jax.envs.tasks import LOCOMOTION_SUITES, make_task, suite_of
 from clam_jax.errors import ConfigError, DataError
 from clam_jax.training.checkpoints import TrainStateCheckpoints
 from clam_jax.validation import validate_config
@@ -47,7 +47,7 @@ def data_dir(workdir) -> Path:
 def collection_signature(config) -> dict:
     images = {"image_size": config.image_size} if config.image_size else {}
     suite = suite_of(config.task)
-    if is_locomotion(config.task):
+    if suite in LOCOMOTION_SUITES:
         recipe = {"agent": config.agent.to_dict(), "data": config.data.to_dict()}
     elif suite == "calvin":
         recipe = {"calvin": {k: v for k, v in config.data.to_dict().items() if k != "calvin_dir"}}
@@ -107,9 +107,10 @@ def collect_datasets(config, workdir) -> dict[str, dict]:
     root = data_dir(workdir)
     _check_signature(config, root)
     missing = [name for name in DATASETS if not dataset_exists(root / name)]
-    if missing and is_locomotion(config.task):
+    suite = suite_of(config.task)
+    if missing and suite in LOCOMOTION_SUITES:
         collect_locomotion_datasets(config, root, missing)
-    elif missing and suite_of(config.task) == "calvin":
+    elif missing and suite == "calvin":
         write_calvin_datasets(config, root, missing)
     elif missing:
         with EpisodeCollector(config.task, max_steps=config.max_steps, action_repeat=config.action_repeat,

@@ -31,10 +31,6 @@ def suite_of(task: str) -> str:
                       f"MuJoCo task or a calvin-<task>, e.g. {', '.join(close)}.")
 
 
-def is_locomotion(task: str) -> bool:
-    return suite_of(task) in LOCOMOTION_SUITES
-
-
 def make_task(task: str, *, max_steps: int | None, action_repeat: int, **options):
     """The environment of `task` with MetaWorldTask's interface: reset(seed), step(action), render(), close();
     `options` are the suite's own (`task_options`)."""
