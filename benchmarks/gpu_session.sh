@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The GPU measurements in one go, for a GPU machine lent for a few minutes: versions, then
-# `python -m clam_jax.benchmark --config=configs/benchmark.py:gpu` (with its timed 500k-step transformer run),
-# then the ratios to the PyTorch reference on the same GPU (benchmarks/torch_ratio.py, K 1000), which reuse the
-# benchmark's compiled programs through a compilation cache. Everything is also written under OUT_DIR.
+# The GPU measurements in one go, for a GPU machine lent for a few minutes: versions, then the stages named in
+# STAGES (default "benchmark ratio"):
+#   benchmark  `python -m clam_jax.benchmark --config=configs/benchmark.py:gpu` (with its timed 500k-step
+#              transformer run)
+#   ratio      the ratios to the PyTorch reference on the same GPU (benchmarks/torch_ratio.py, K 1000), which reuse
+#              the benchmark's compiled programs through a compilation cache
+#   profile    benchmarks/gpu_profile.py: a traced dispatch of transformer CLAM at batch 64 (its trace kept,
+#              gzipped), then the same with cuBLAS matrix products instead of Triton's, in bfloat16, and MLP-CLAM
+# Everything is also written under OUT_DIR.
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR
+#   STAGES=profile bash benchmarks/gpu_session.sh OUT_DIR
 #
 # Environment:
 #   TORCH_REF   path of ../shared/bench/torch_ref.py on that machine (copy it into the checkout: ../shared does not
@@ -18,6 +24,8 @@
 #               sweep, most wanted measurements first, may be cut; its JSON lines so far are kept.
 #   RATIO_LIMIT seconds the ratios may run (default 200); RATIO_ARGS replaces torch_ratio.py's arguments
 #               (default --rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000).
+#   PROFILE_LIMIT seconds each of the profile's four runs may take (default 140: an H100 compiles and analyses
+#               the transformer program in more than 95 s); PROFILE_ARGS is added to each run's arguments.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_session.sh OUT_DIR}
 mkdir -p "$out"
@@ -37,13 +45,29 @@ fi
 optax.__version__, jax.devices())'
 } 2>&1 | tee "$out/versions.txt"
 
-rm -f "$out/benchmark.jsonl"
-timeout "${BENCH_LIMIT:-330}" python3 -m clam_jax.benchmark --config="${CONFIG:-configs/benchmark.py:gpu}" \
-  --json_out="$out/benchmark.jsonl" 2>&1 | tee "$out/benchmark.txt"
-echo "benchmark exit status ${PIPESTATUS[0]} (124: cut at ${BENCH_LIMIT:-330} s)"
+stages=" ${STAGES:-benchmark ratio} "
+if [[ $stages == *" benchmark "* ]]; then
+  rm -f "$out/benchmark.jsonl"
+  timeout "${BENCH_LIMIT:-330}" python3 -m clam_jax.benchmark --config="${CONFIG:-configs/benchmark.py:gpu}" \
+    --json_out="$out/benchmark.jsonl" 2>&1 | tee "$out/benchmark.txt"
+  echo "benchmark exit status ${PIPESTATUS[0]} (124: cut at ${BENCH_LIMIT:-330} s)"
+fi
 
-if [[ -n "${TORCH_REF:-}" ]]; then
+if [[ $stages == *" ratio "* && -n "${TORCH_REF:-}" ]]; then
   timeout "${RATIO_LIMIT:-200}" python3 benchmarks/torch_ratio.py --torch-python python3 --torch-ref "$TORCH_REF" \
     ${RATIO_ARGS:---rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000} 2>&1 | tee "$out/torch_ratio.txt"
   echo "torch_ratio exit status ${PIPESTATUS[0]} (124: cut at ${RATIO_LIMIT:-200} s)"
+fi
+
+profile() {
+  timeout "${PROFILE_LIMIT:-140}" python3 benchmarks/gpu_profile.py --json-out "$out/profile.jsonl" "$@" \
+    ${PROFILE_ARGS:-} 2>&1 | tee -a "$out/profile.txt"
+  echo "gpu_profile $* exit status ${PIPESTATUS[0]} (124: cut at ${PROFILE_LIMIT:-140} s)"
+}
+if [[ $stages == *" profile "* ]]; then
+  rm -f "$out/profile.jsonl" "$out/profile.txt"
+  profile --keep-trace "$out/transformer.xplane.pb" && gzip -f "$out/transformer.xplane.pb"
+  XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" profile
+  profile --compute-dtype bfloat16
+  profile --model mlp --batch 128
 fi

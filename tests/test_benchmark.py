@@ -88,3 +88,32 @@ def test_gpu_session_script_runs_the_benchmark_and_keeps_its_output(tmp_path):
     assert "benchmark exit status 0" in result.stdout
     assert "jax " in (tmp_path / "versions.txt").read_text()
     assert json.loads((tmp_path / "benchmark.jsonl").read_text())["model"] == "mlp"
+
+
+def test_busy_time_is_the_union_of_kernel_intervals():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_profile import busy_ns
+    assert busy_ns([(0, 10), (5, 12), (20, 25), (21, 22)]) == 17
+    assert busy_ns([]) == 0
+
+
+def test_gpu_profile_traces_one_dispatch_and_reads_the_trace_back(tmp_path):
+    # On a CPU the "kernels" are XLA's thread-pool events; on a GPU the default plane's stream lines.
+    out = tmp_path / "profile.jsonl"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_profile.py", "--model", "mlp", "--batch", "8", "--steps-per-dispatch", "4",
+         "--seconds", "0", "--plane", "/host:CPU", "--line-prefix", "tf_XLA", "--top", "3", "--json-out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    profile = json.loads(out.read_text())["profile"]
+    assert profile["traced_steps"] == 4 and profile["kernels_per_step"] > 0
+    assert 0 < profile["busy_us_per_step"] <= profile["wall_us_per_step"]
+    assert len(profile["top_kernels"]) == 3 and any(name.startswith("tf_XLA") for name in profile["lines"])
+
+
+def test_gpu_profile_names_the_planes_when_the_device_plane_is_missing(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/gpu_profile.py", "--model", "mlp", "--batch", "8", "--steps-per-dispatch", "2",
+         "--seconds", "0", "--plane", "/device:TPU:7"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "no plane '/device:TPU:7' in the trace" in result.stderr and "/host:CPU" in result.stderr
