@@ -88,16 +88,16 @@ def main():
                                           compute_dtype=args.compute_dtype))
     record, run = measure(config, make_mesh(), spec)
     record["xla_flags"] = os.environ.get("XLA_FLAGS", "")
-    trace_dir = tempfile.mkdtemp()
-    with jax.profiler.trace(trace_dir):
-        start = time.perf_counter()
-        _, metrics = run["multi_step"](run["state"], run["data"])
-        jax.block_until_ready(metrics)
-        wall_s = time.perf_counter() - start
-    if args.keep_trace:
-        shutil.copy(sorted(Path(trace_dir).rglob("*.xplane.pb"))[-1], args.keep_trace)
-    record["profile"] = profile(trace_plane(trace_dir, args.plane), args.line_prefix, args.steps_per_dispatch,
-                                wall_s, args.top)
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            start = time.perf_counter()
+            _, metrics = run["multi_step"](run["state"], run["data"])
+            jax.block_until_ready(metrics)
+            wall_s = time.perf_counter() - start
+        if args.keep_trace:
+            shutil.copy(sorted(Path(trace_dir).rglob("*.xplane.pb"))[-1], args.keep_trace)
+        record["profile"] = profile(trace_plane(trace_dir, args.plane), args.line_prefix, args.steps_per_dispatch,
+                                    wall_s, args.top)
     line = json.dumps(record)
     print(line, flush=True)
     if args.json_out:
