@@ -30,7 +30,8 @@ README, "Locomotion") x seeds 0, 1, 2. Columns (the grid's variants; all but ful
 `gym_tasks`: the paper's own robots, gymnasium's HalfCheetah-v5 and Hopper-v5 (Hopper's SAC runs 300 episodes, set
 from one run on seed 0), seeds 0, 1, 2, `test`: every method at the preset, and the columns that Table 1 chose on
 cheetah-run's and walker-walk's `val` (CLAM and LAPO both IDM inputs, VPT both with the expert's observations in
-D_unlabeled), so nothing is chosen on these tasks; and TF-CLAM (`transformer_paper_window`), the paper's best row there.
+D_unlabeled), so nothing is chosen on these tasks; and TF-CLAM (`transformer_paper_window`, `_60k_steps`), the
+paper's best row there.
 The `test` initial states report; the `val` variant chooses: both tasks on the `val` initial states, the same
 seeds and data, the same columns but full_replay and replay_labels, BC-Expert beside them for scale: each
 method's best column on `val` is the one whose `test` return the README reports as its Table 1 entry (`python -m
@@ -80,7 +81,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.variants = {"default": "", "differences_paper_window": per_task(BOTH, f"; {LATENT_METHODS}"),
                       "differences_paper_window_with_expert": per_task(f"{BOTH}; unlabeled_includes_expert=True",
                                                                        "; methods=('vpt',)"),
-                      "transformer_paper_window": TRANSFORMER}
+                      "transformer_paper_window": TRANSFORMER,
+                      "transformer_paper_window_60k_steps": f"{TRANSFORMER}; stage1.steps=60_000"}
         return c
     c.tasks = TASKS
     c.variants = latent_columns(f"; {LATENT_METHODS}")
