@@ -51,6 +51,8 @@ GYM_TASKS = ("HalfCheetah-v5", "Hopper-v5")
 DIFFERENCE_SCALES = {"cheetah-run": 1.6, "walker-walk": 2.3, "HalfCheetah-v5": 0.62, "Hopper-v5": 4.0}
 BOTH = "lam.difference_scale={scale}; lam.future=0"
 TRANSFORMER = "lam.kind='transformer'; lam.future=0; methods=('clam',)"
+TRANSFORMER_COLUMNS = {"transformer_paper_window": TRANSFORMER,
+                       "transformer_paper_window_60k_steps": f"{TRANSFORMER}; stage1.steps=60_000"}
 
 
 def per_task(overrides: str, extra: str) -> dict:
@@ -81,13 +83,11 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.variants = {"default": "", "differences_paper_window": per_task(BOTH, f"; {LATENT_METHODS}"),
                       "differences_paper_window_with_expert": per_task(f"{BOTH}; unlabeled_includes_expert=True",
                                                                        "; methods=('vpt',)"),
-                      "transformer_paper_window": TRANSFORMER,
-                      "transformer_paper_window_60k_steps": f"{TRANSFORMER}; stage1.steps=60_000"}
+                      **TRANSFORMER_COLUMNS}
         return c
     c.tasks = TASKS
     c.variants = latent_columns(f"; {LATENT_METHODS}")
-    c.variants["transformer_paper_window"] = TRANSFORMER
-    c.variants["transformer_paper_window_60k_steps"] = f"{TRANSFORMER}; stage1.steps=60_000"
+    c.variants.update(TRANSFORMER_COLUMNS)
     if c.variant == "val":
         c.base.eval.split = "val"
         c.variants["default"] = "methods=('clam', 'vpt', 'lapo', 'bc_expert')"
