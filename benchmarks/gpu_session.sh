@@ -24,8 +24,9 @@
 #               sweep, most wanted measurements first, may be cut; its JSON lines so far are kept.
 #   RATIO_LIMIT seconds the ratios may run (default 200); RATIO_ARGS replaces torch_ratio.py's arguments
 #               (default --rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000).
-#   PROFILE_LIMIT seconds each of the profile's four runs may take (default 140: an H100 compiles and analyses
-#               the transformer program in more than 95 s); PROFILE_ARGS is added to each run's arguments.
+#   PROFILE_LIMIT seconds each of the profile's four runs may take (default 140: an H100 once needed more than
+#               95 s to compile the transformer's programs, when the FLOPs were still counted from compiled ones);
+#               PROFILE_ARGS is added to each run's arguments.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_session.sh OUT_DIR}
 mkdir -p "$out"

@@ -64,27 +64,32 @@ def synthetic_data(config, lam) -> dict:
                                                    config.action_dim)).astype(np.float32)}
 
 
-def compiled_flops(fn, *args) -> float:
-    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
-    analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-    return float(analysis.get("flops", float("nan")))
+def lowered_flops(fn, *args) -> float:
+    return float(jax.jit(fn).lower(*args).cost_analysis()["flops"])
 
 
 def model_flops_per_step(lam, decoder, lam_params, decoder_params, *, batch: int, decoder_every: int) -> float:
-    """Forward + backward FLOPs of the reconstruction loss every step and the decoder loss every K-th."""
-    windows = jnp.zeros((batch, lam.window, lam.obs_dim))
-    actions = jnp.zeros((batch, decoder.action_dim))
+    """Forward + backward FLOPs of the reconstruction loss every step and the decoder loss every K-th.
 
-    def reconstruction(lam_params):
-        _, prediction = lam.apply(lam_params, windows)
-        return jnp.mean(jnp.square(prediction - lam.reconstruction_target(windows)))
+    Counted by XLA's cost analysis of the lowered programs on the host's CPU backend: nothing is compiled
+    (an H100 compiles and autotunes a transformer program for tens of seconds), and the GPU and TPU
+    plugins have no analysis of lowered programs."""
+    cpu = jax.devices("cpu")[0]
+    lam_params, decoder_params = jax.device_put((lam_params, decoder_params), cpu)
+    with jax.default_device(cpu):
+        windows = jnp.zeros((batch, lam.window, lam.obs_dim))
+        actions = jnp.zeros((batch, decoder.action_dim))
 
-    def decoded(lam_params, decoder_params):
-        z = lam.apply(lam_params, windows, method=lam.idm)
-        return jnp.mean(jnp.square(decoder.apply(decoder_params, z) - actions))
+        def reconstruction(lam_params):
+            _, prediction = lam.apply(lam_params, windows)
+            return jnp.mean(jnp.square(prediction - lam.reconstruction_target(windows)))
 
-    recon = compiled_flops(jax.grad(reconstruction), lam_params)
-    decoder_flops = compiled_flops(jax.grad(decoded, argnums=(0, 1)), lam_params, decoder_params)
+        def decoded(lam_params, decoder_params):
+            z = lam.apply(lam_params, windows, method=lam.idm)
+            return jnp.mean(jnp.square(decoder.apply(decoder_params, z) - actions))
+
+        recon = lowered_flops(jax.grad(reconstruction), lam_params)
+        decoder_flops = lowered_flops(jax.grad(decoded, argnums=(0, 1)), lam_params, decoder_params)
     return recon + decoder_flops / decoder_every
 
 

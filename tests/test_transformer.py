@@ -6,17 +6,31 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clam_jax.models.transformer import SHORT_ATTENTION, Attention, DecoderBlock, EncoderBlock, LayerStack
+from clam_jax.models.transformer import SHORT_ATTENTION, Attention, DecoderBlock, EncoderBlock, LayerStack, TokenDense
 
 E, HEADS = 16, 2
 
 
 def flax_weights(params: dict) -> dict:
-    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projection cut apart."""
+    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projection cut apart, the
+    2-D kernels as its [E, heads, head_dim] ([heads, head_dim, E] for the output)."""
     fused = "qkv" if "qkv" in params else "key_value"
     names = ("query", "key", "value") if fused == "qkv" else ("key", "value")
-    cut = {name: {k: v[..., i, :, :] for k, v in params[fused].items()} for i, name in enumerate(names)}
-    return {**{k: v for k, v in params.items() if k != fused}, **cut}
+    heads = (HEADS, E // HEADS)
+    cut = {name: {"kernel": params[fused]["kernel"][:, i * E:(i + 1) * E].reshape(E, *heads),
+                  "bias": params[fused]["bias"][i * E:(i + 1) * E].reshape(heads)} for i, name in enumerate(names)}
+    reshaped = {"out": {"kernel": params["out"]["kernel"].reshape(*heads, E), "bias": params["out"]["bias"]}}
+    if "query" in params:
+        reshaped["query"] = {"kernel": params["query"]["kernel"].reshape(E, *heads),
+                             "bias": params["query"]["bias"].reshape(heads)}
+    return {**reshaped, **cut}
+
+
+def test_token_dense_is_flaxs_dense_over_the_last_axis():
+    x = jax.random.normal(jax.random.key(0), (2, 3, 4, E))
+    params = TokenDense(5).init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, params) == {"params": {"kernel": (E, 5), "bias": (5,)}}
+    np.testing.assert_allclose(TokenDense(5).apply(params, x), nn.Dense(5).apply(params, x), atol=1e-5)
 
 
 @pytest.mark.parametrize("keys", [3, SHORT_ATTENTION + 4])  # the broadcast-sum path and the matrix-product path
@@ -37,7 +51,7 @@ def test_attention_equals_flax_multi_head_attention_with_the_same_weights(keys, 
 def test_attention_projections_are_fused_with_pytorchs_parameter_count():
     x = jnp.zeros((1, 3, E))
     params = Attention(HEADS, dropout=0.0).init(jax.random.key(0), x)["params"]
-    assert params["qkv"]["kernel"].shape == (E, 3, HEADS, E // HEADS)
+    assert params["qkv"]["kernel"].shape == (E, 3 * E)
     # torch.nn.MultiheadAttention: in_proj 3E x E + 3E, out_proj E x E + E
     assert sum(p.size for p in jax.tree.leaves(params)) == 4 * E * E + 4 * E
 
