@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from clam_jax.models.transformer import SHORT_ATTENTION, Attention, DecoderBlock, EncoderBlock, LayerStack, TokenDense
+from clam_jax.models.transformer import (SHORT_ATTENTION, Attention, DecoderBlock, EncoderBlock, LayerStack, TokenDense,
+                                         add_positions)
 
 E, HEADS = 16, 2
 
@@ -24,6 +25,17 @@ def flax_weights(params: dict) -> dict:
         reshaped["query"] = {"kernel": params["query"]["kernel"].reshape(E, *heads),
                              "bias": params["query"]["bias"].reshape(heads)}
     return {**reshaped, **cut}
+
+
+def test_add_positions_has_the_gradients_of_a_broadcast_sum():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    x, weights = jax.random.normal(k1, (4, 3, E)), jax.random.normal(k2, (4, 3, E))
+    positions = jax.random.normal(k3, (3, E))
+    ours = jax.grad(lambda x, p: jnp.sum(weights * add_positions(x, p) ** 2), argnums=(0, 1))(x, positions)
+    plain = jax.grad(lambda x, p: jnp.sum(weights * (x + p) ** 2), argnums=(0, 1))(x, positions)
+    np.testing.assert_allclose(add_positions(x, positions), x + positions)
+    for a, b in zip(ours, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_token_dense_is_flaxs_dense_over_the_last_axis():

@@ -27,7 +27,7 @@ from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
 from clam_jax.models.quantizers import VectorQuantizer
 from clam_jax.models.space_time import SpaceTimeTransformer, to_unit, unpatchify
-from clam_jax.models.transformer import DecoderBlock, EncoderBlock, LayerStack
+from clam_jax.models.transformer import DecoderBlock, EncoderBlock, LayerStack, add_positions
 
 
 class _LatentsThenPredictions:
@@ -159,7 +159,7 @@ class TransformerLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Mod
 
     def latents(self, window: jax.Array, train: bool = False) -> jax.Array:
         """[B, W, obs_dim] -> a latent per transition [B, W - 1, latent_dim] (float32)."""
-        h = nn.leaky_relu(self.idm_embed(window), 0.2) + self.idm_positions.astype(self.dtype)
+        h = add_positions(nn.leaky_relu(self.idm_embed(window), 0.2), self.idm_positions.astype(self.dtype))
         h = self.encoder(h, None, train)
         latents = self.latent_head(h[:, 1:]).astype("float32")
         return self.quantizer(latents, train) if self.quantizer else latents
@@ -168,8 +168,8 @@ class TransformerLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Mod
         """o_0 .. o_{n-1} [B, n, obs_dim] and their latents [B, n, latent_dim] -> o_1 .. o_n predicted."""
         n = observations.shape[1]
         positions = self.fdm_positions.astype(self.dtype)
-        queries = nn.leaky_relu(self.fdm_embed(observations), 0.2) + positions[:n]
-        memory = self.latent_embed(latents) + positions[1:n + 1]
+        queries = add_positions(nn.leaky_relu(self.fdm_embed(observations), 0.2), positions[:n])
+        memory = add_positions(self.latent_embed(latents), positions[1:n + 1])
         causal = nn.make_causal_mask(observations[..., 0])
         queries = self.decoder(queries, memory, causal, None, train)
         return self.to_observation(self.decoder_norm(queries)).astype("float32")

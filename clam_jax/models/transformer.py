@@ -40,6 +40,30 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dro
     return jnp.einsum("...hqk,...khd->...qhd", weights, v)
 
 
+@jax.custom_vjp
+def add_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """x [B, T, E] + learned position embeddings [T, E], broadcast over the batch.
+
+    The positions' gradient, the sum of x's over the batch, is a matrix product with the tokens' one-hot
+    positions here instead of a reduction: on a GPU, XLA lays a reduction's operand out with the reduced
+    axis minor, and for this one kept the whole residual stream batch-minor, with a transposed copy of it
+    before every matrix product."""
+    return x + positions
+
+
+def _add_positions_forward(x, positions):
+    return x + positions, None
+
+
+def _add_positions_backward(_, grad):
+    batch, tokens, features = grad.shape
+    one_hot = jax.nn.one_hot(jnp.tile(jnp.arange(tokens), batch), tokens, dtype=grad.dtype)
+    return grad, one_hot.T @ grad.reshape(batch * tokens, features)
+
+
+add_positions.defvjp(_add_positions_forward, _add_positions_backward)
+
+
 class TokenDense(nn.Dense):
     """`nn.Dense` over the last axis of x [..., features], computed as one 2-D matrix product over all the
     leading axes (the same parameters, the same function). Its kernel's gradient then contracts one axis
