@@ -27,10 +27,11 @@ def flax_weights(params: dict) -> dict:
     return {**reshaped, **cut}
 
 
-def test_add_positions_has_the_gradients_of_a_broadcast_sum():
+@pytest.mark.parametrize("shape", [(3, E), (3, 5, E)])  # tokens of a state window; frames x patches
+def test_add_positions_has_the_gradients_of_a_broadcast_sum(shape):
     k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
-    x, weights = jax.random.normal(k1, (4, 3, E)), jax.random.normal(k2, (4, 3, E))
-    positions = jax.random.normal(k3, (3, E))
+    x, weights = jax.random.normal(k1, (4, *shape)), jax.random.normal(k2, (4, *shape))
+    positions = jax.random.normal(k3, shape)
     ours = jax.grad(lambda x, p: jnp.sum(weights * add_positions(x, p) ** 2), argnums=(0, 1))(x, positions)
     plain = jax.grad(lambda x, p: jnp.sum(weights * (x + p) ** 2), argnums=(0, 1))(x, positions)
     np.testing.assert_allclose(add_positions(x, positions), x + positions)

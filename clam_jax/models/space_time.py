@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from clam_jax.models.transformer import FeedForward, PostNormSublayers
+from clam_jax.models.transformer import FeedForward, PostNormSublayers, add_positions
 
 
 def to_unit(frames: jax.Array) -> jax.Array:
@@ -92,7 +92,7 @@ class SpaceTimeTransformer(nn.Module):
         positions = nn.initializers.normal(1.0)
         spatial = self.param("spatial_positions", positions, (x.shape[2], self.embed_dim))
         temporal = self.param("temporal_positions", positions, (self.max_frames, self.embed_dim))
-        x = x + spatial.astype(x.dtype) + temporal[:t, None].astype(x.dtype)
+        x = add_positions(x, spatial.astype(x.dtype) + temporal[:t, None].astype(x.dtype))
         for i in range(self.num_layers):
             x = SpaceTimeBlock(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout=self.dropout,
                                dtype=self.dtype, causal=self.causal, name=f"block_{i}")(x, memory, train=train)

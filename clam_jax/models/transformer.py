@@ -6,6 +6,7 @@ Masks are boolean, True where attention is allowed, broadcastable to
 [batch, heads, queries, keys].
 """
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -42,7 +43,7 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dro
 
 @jax.custom_vjp
 def add_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
-    """x [B, T, E] + learned position embeddings [T, E], broadcast over the batch.
+    """x [B, ..., E] + learned position embeddings [..., E] (x's shape without the batch), broadcast over the batch.
 
     The positions' gradient, the sum of x's over the batch, is a matrix product with the tokens' one-hot
     positions here instead of a reduction: on a GPU, XLA lays a reduction's operand out with the reduced
@@ -56,9 +57,9 @@ def _add_positions_forward(x, positions):
 
 
 def _add_positions_backward(_, grad):
-    batch, tokens, features = grad.shape
+    batch, tokens = grad.shape[0], math.prod(grad.shape[1:-1])
     one_hot = jax.nn.one_hot(jnp.tile(jnp.arange(tokens), batch), tokens, dtype=grad.dtype)
-    return grad, one_hot.T @ grad.reshape(batch * tokens, features)
+    return grad, (one_hot.T @ grad.reshape(batch * tokens, grad.shape[-1])).reshape(grad.shape[1:])
 
 
 add_positions.defvjp(_add_positions_forward, _add_positions_backward)
