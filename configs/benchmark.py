@@ -8,7 +8,7 @@ labeled, 100 steps, 39-D states), decoder step every 2 updates.
 
 Variants:
   cpu   (default) the sweep for a 2-core CPU: the reference batch sizes and 4x them, K in {1, 10, 100}.
-  gpu   larger batches, K up to 1000, seed counts up to 32, bf16: one accelerator.
+  gpu   K up to 1000, bf16 at the reference batch and at larger ones, seed counts up to 32: one accelerator.
   smoke one tiny measurement, for the test suite.
 """
 import ml_collections
@@ -39,6 +39,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
         c.time_to_steps_budget_s = 60.0
         c.measurements = [  # most wanted first: a device run may be cut short
             measurement("transformer", 64, 1000), measurement("mlp", 128, 1000),
+            measurement("transformer", 64, 1000, compute_dtype="bfloat16"),
             measurement("transformer", 64, 1), measurement("mlp", 128, 1),
             measurement("transformer", 64, 1000, seeds=16), measurement("mlp", 128, 1000, seeds=32),
             measurement("transformer", 4096, 100, compute_dtype="bfloat16"),
