@@ -45,10 +45,10 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, dro
 def add_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
     """x [B, ..., E] + learned position embeddings [..., E] (x's shape without the batch), broadcast over the batch.
 
-    The positions' gradient, the sum of x's over the batch, is a matrix product with the tokens' one-hot
-    positions here instead of a reduction: on a GPU, XLA lays a reduction's operand out with the reduced
-    axis minor, and for this one kept the whole residual stream batch-minor, with a transposed copy of it
-    before every matrix product."""
+    The positions' gradient, the sum of x's gradient over the batch, is a matrix product with the tokens'
+    one-hot positions here instead of a reduction: on a GPU, XLA lays a reduction's operand out with the
+    reduced axis minor, and for this one kept the whole residual stream batch-minor, with a transposed copy
+    of it before every matrix product."""
     return x + positions
 
 
