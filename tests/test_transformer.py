@@ -13,18 +13,14 @@ E, HEADS = 16, 2
 
 
 def flax_weights(params: dict) -> dict:
-    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projection cut apart, the
+    """Our attention's parameters as `nn.MultiHeadDotProductAttention`'s: the fused projections cut apart, the
     2-D kernels as its [E, heads, head_dim] ([heads, head_dim, E] for the output)."""
-    fused = "qkv" if "qkv" in params else "key_value"
-    names = ("query", "key", "value") if fused == "qkv" else ("key", "value")
     heads = (HEADS, E // HEADS)
-    cut = {name: {"kernel": params[fused]["kernel"][:, i * E:(i + 1) * E].reshape(E, *heads),
-                  "bias": params[fused]["bias"][i * E:(i + 1) * E].reshape(heads)} for i, name in enumerate(names)}
-    reshaped = {"out": {"kernel": params["out"]["kernel"].reshape(*heads, E), "bias": params["out"]["bias"]}}
-    if "query" in params:
-        reshaped["query"] = {"kernel": params["query"]["kernel"].reshape(E, *heads),
-                             "bias": params["query"]["bias"].reshape(heads)}
-    return {**reshaped, **cut}
+    fused = {"qkv": ("query", "key", "value"), "key_value": ("key", "value"), "query": ("query",)}
+    cut = {name: {"kernel": params[projection]["kernel"][:, i * E:(i + 1) * E].reshape(E, *heads),
+                  "bias": params[projection]["bias"][i * E:(i + 1) * E].reshape(heads)}
+           for projection, names in fused.items() if projection in params for i, name in enumerate(names)}
+    return {"out": {"kernel": params["out"]["kernel"].reshape(*heads, E), "bias": params["out"]["bias"]}, **cut}
 
 
 @pytest.mark.parametrize("shape", [(3, E), (3, 5, E)])  # tokens of a state window; frames x patches
