@@ -27,7 +27,7 @@ from clam_jax.errors import ConfigError
 from clam_jax.models.mlp import MLP
 from clam_jax.models.quantizers import VectorQuantizer
 from clam_jax.models.space_time import SpaceTimeTransformer, to_unit, unpatchify
-from clam_jax.models.transformer import DecoderBlock, EncoderBlock, LayerStack, add_positions
+from clam_jax.models.transformer import DecoderStack, EncoderBlock, LayerStack, add_positions
 
 
 class _LatentsThenPredictions:
@@ -151,7 +151,7 @@ class TransformerLatentActionModel(_StateFrames, _LatentsThenPredictions, nn.Mod
         self.fdm_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
         self.latent_embed = nn.Dense(self.embed_dim, dtype=self.dtype)
         self.fdm_positions = self.param("fdm_positions", positions, (self.window, self.embed_dim))
-        self.decoder = LayerStack(DecoderBlock, self.num_layers, block)
+        self.decoder = DecoderStack(self.num_layers, block)
         self.decoder_norm = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)
         self.to_observation = nn.Dense(self.obs_dim, dtype=self.dtype)
         self.quantizer = (VectorQuantizer(self.codebook_size, self.codebooks, self.tokens) if self.codebook_size

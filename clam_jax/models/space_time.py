@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from clam_jax.models.transformer import FeedForward, PostNormSublayers, add_positions
+from clam_jax.models.transformer import FeedForward, PostNormSublayers, add_positions, project_memory
 
 
 def to_unit(frames: jax.Array) -> jax.Array:
@@ -40,12 +40,13 @@ def unpatchify(patches: jax.Array, patch: int, height: int, width: int) -> jax.A
 
 
 class SpaceTimeBlock(PostNormSublayers):
-    """x [B, T, N, D] -> [B, T, N, D]; `causal` masks temporal attention to earlier and current frames."""
+    """x [B, T, N, D] -> [B, T, N, D]; `causal` masks temporal attention to earlier and current frames. Given
+    key_value [B, K, 2D], a memory's keys and values (`project_memory`), every token also attends to them."""
 
     causal: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, memory: jax.Array | None = None, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, key_value: jax.Array | None = None, train: bool = False) -> jax.Array:
         b, t, n, d = x.shape
         h = x.reshape(b * t, n, d)
         h = self.residual(h, self.attention("spatial_attention")(h, train=train), train, "norm1")
@@ -53,9 +54,9 @@ class SpaceTimeBlock(PostNormSublayers):
         mask = nn.make_causal_mask(h[..., 0]) if self.causal else None
         h = self.residual(h, self.attention("temporal_attention")(h, mask=mask, train=train), train, "norm2")
         h = h.reshape(b, n, t, d).swapaxes(1, 2)
-        if memory is not None:
+        if key_value is not None:
             q = h.reshape(b, t * n, d)
-            q = self.residual(q, self.attention("cross_attention")(q, memory, train=train), train, "norm3")
+            q = self.residual(q, self.attention("cross_attention")(q, key_value, train=train), train, "norm3")
             h = q.reshape(b, t, n, d)
         return self.residual(h, FeedForward(self.mlp_dim, self.dropout, self.dtype)(h, train), train, "norm4")
 
@@ -93,7 +94,9 @@ class SpaceTimeTransformer(nn.Module):
         spatial = self.param("spatial_positions", positions, (x.shape[2], self.embed_dim))
         temporal = self.param("temporal_positions", positions, (self.max_frames, self.embed_dim))
         x = add_positions(x, spatial.astype(x.dtype) + temporal[:t, None].astype(x.dtype))
+        key_value = None if memory is None else project_memory(memory, self.num_layers, self.dtype)
         for i in range(self.num_layers):
             x = SpaceTimeBlock(num_heads=self.num_heads, mlp_dim=self.mlp_dim, dropout=self.dropout,
-                               dtype=self.dtype, causal=self.causal, name=f"block_{i}")(x, memory, train=train)
+                               dtype=self.dtype, causal=self.causal, name=f"block_{i}")(
+                x, None if key_value is None else key_value[i], train=train)
         return x

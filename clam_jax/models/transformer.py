@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from clam_jax.models.dropout import Dropout
 
@@ -46,9 +47,9 @@ def add_positions(x: jax.Array, positions: jax.Array) -> jax.Array:
     """x [B, ..., E] + learned position embeddings [..., E] (x's shape without the batch), broadcast over the batch.
 
     The positions' gradient, the sum of x's gradient over the batch, is a matrix product with the tokens'
-    one-hot positions here instead of a reduction: on a GPU, XLA lays a reduction's operand out with the
-    reduced axis minor, and for this one kept the whole residual stream batch-minor, with a transposed copy
-    of it before every matrix product."""
+    one-hot positions here (a constant, not computed every step) instead of a reduction: on a GPU, XLA lays
+    a reduction's operand out with the reduced axis minor, and for this one kept the whole residual stream
+    batch-minor, with a transposed copy of it before every matrix product."""
     return x + positions
 
 
@@ -58,7 +59,7 @@ def _add_positions_forward(x, positions):
 
 def _add_positions_backward(_, grad):
     batch, tokens = grad.shape[0], math.prod(grad.shape[1:-1])
-    one_hot = jax.nn.one_hot(jnp.tile(jnp.arange(tokens), batch), tokens, dtype=grad.dtype)
+    one_hot = np.tile(np.eye(tokens, dtype=grad.dtype), (batch, 1))
     return grad, (one_hot.T @ grad.reshape(batch * tokens, grad.shape[-1])).reshape(grad.shape[1:])
 
 
@@ -75,32 +76,46 @@ class TokenDense(nn.Dense):
 
 
 class Attention(nn.Module):
-    """Multi-head attention, `__call__(x, memory)`: queries from x [..., Q, E] attend to memory [..., K, E]
-    (to x itself when None). The key and value projections, and attending to itself the query's too, are
-    one matrix product with a 2-D kernel [E, 3E] (PyTorch's `in_proj_weight`, transposed): one kernel
-    instead of three, forward and backward, where the state models are bound by kernel count, not arithmetic."""
+    """Multi-head attention, `__call__(x, key_value)`: queries from x [..., Q, E] attend to x itself when
+    key_value is None, its query, key and value projections one matrix product with a 2-D kernel [E, 3E]
+    (PyTorch's `in_proj_weight`, transposed: one kernel instead of three, forward and backward, where the
+    state models are bound by kernel count, not arithmetic); else to a memory's keys and values,
+    key_value [..., K, 2E], projected by the caller (every layer's at once, see `project_memory`)."""
 
     num_heads: int
     dropout: float
     dtype: Any = "float32"
 
     @nn.compact
-    def __call__(self, x: jax.Array, memory: jax.Array | None = None, mask: jax.Array | None = None,
+    def __call__(self, x: jax.Array, key_value: jax.Array | None = None, mask: jax.Array | None = None,
                  train: bool = False) -> jax.Array:
         features = x.shape[-1]
         heads = (self.num_heads, features // self.num_heads)
 
-        def project(name: str, inputs: jax.Array, parts: int) -> list[jax.Array]:
-            """`parts` projections of inputs [..., T, E] from one matrix product, each [..., T, heads, head_dim]."""
-            out = TokenDense(parts * features, dtype=self.dtype, name=name)(inputs)
-            return jnp.unstack(out.reshape(*out.shape[:-1], parts, *heads), axis=-3)
+        def split_heads(projected: jax.Array, parts: int) -> list[jax.Array]:
+            """[..., T, parts x E] -> `parts` arrays [..., T, heads, head_dim]."""
+            return jnp.unstack(projected.reshape(*projected.shape[:-1], parts, *heads), axis=-3)
 
-        if memory is None:
-            q, k, v = project("qkv", x, 3)
+        def project(name: str, parts: int) -> list[jax.Array]:
+            """`parts` projections of x from one matrix product."""
+            return split_heads(TokenDense(parts * features, dtype=self.dtype, name=name)(x), parts)
+
+        if key_value is None:
+            q, k, v = project("qkv", 3)
         else:
-            (q,), (k, v) = project("query", x, 1), project("key_value", memory, 2)
+            (q,), (k, v) = project("query", 1), split_heads(key_value, 2)
         out = attend(q, k, v, mask, Dropout(self.dropout), train)
         return TokenDense(features, dtype=self.dtype, name="out")(out.reshape(*out.shape[:-2], features))
+
+
+def project_memory(memory: jax.Array, num_layers: int, dtype: Any) -> jax.Array:
+    """The keys and values of `num_layers` cross-attentions to the same memory [..., K, E] as one matrix product
+    (a `TokenDense` named `memory_key_value`, kernel [E, num_layers x 2E], of the calling module, whose compact
+    method this must be called from): [num_layers, ..., K, 2E]. One kernel instead of one per layer forward,
+    and two backward instead of two per layer and the sum of the memory's gradients over the layers."""
+    features = memory.shape[-1]
+    key_value = TokenDense(num_layers * 2 * features, dtype=dtype, name="memory_key_value")(memory)
+    return jnp.moveaxis(key_value.reshape(*memory.shape[:-1], num_layers, 2 * features), -2, 0)
 
 
 class FeedForward(nn.Module):
@@ -139,12 +154,14 @@ class EncoderBlock(PostNormSublayers):
 
 
 class DecoderBlock(PostNormSublayers):
+    """`__call__(x, key_value, ...)`: the cross-attention attends to a memory's keys and values, already
+    projected (key_value [..., K, 2E], see `project_memory`)."""
+
     @nn.compact
-    def __call__(self, x: jax.Array, memory: jax.Array, self_mask: jax.Array | None = None,
+    def __call__(self, x: jax.Array, key_value: jax.Array, self_mask: jax.Array | None = None,
                  memory_mask: jax.Array | None = None, train: bool = False) -> jax.Array:
         x = self.residual(x, self.attention("self_attention")(x, mask=self_mask, train=train), train, "norm1")
-        x = self.residual(x, self.attention("cross_attention")(x, memory, mask=memory_mask, train=train),
-                          train, "norm2")
+        x = self.residual(x, self.attention("cross_attention")(x, key_value, memory_mask, train), train, "norm2")
         return self.residual(x, FeedForward(self.mlp_dim, self.dropout, self.dtype)(x, train), train, "norm3")
 
 
@@ -159,12 +176,17 @@ def _carrying(block: type[nn.Module]) -> type[nn.Module]:
     return Carrying
 
 
+def _stacked(block: type[nn.Module], num_layers: int, attributes: dict, in_axes) -> nn.Module:
+    return nn.scan(_carrying(block), variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                   in_axes=in_axes, length=num_layers, unroll=num_layers)(**attributes, name="layers")
+
+
 class LayerStack(nn.Module):
-    """`num_layers` blocks (`EncoderBlock` or `DecoderBlock` with `attributes`) applied in turn, their
-    parameters stacked on a leading axis by an unrolled `nn.scan`: the optimizer and the gradient norm then
-    handle one array per parameter instead of one per layer (fewer kernels), and the program is the same
-    as a Python loop over the layers. `__call__(x, *args)` passes the block's positional arguments after x
-    to every layer."""
+    """`num_layers` blocks (`block` with `attributes`; `DecoderStack` stacks decoder blocks) applied in turn,
+    their parameters stacked on a leading axis by an unrolled `nn.scan`: the optimizer and the gradient norm
+    then handle one array per parameter instead of one per layer (fewer kernels), and the program is the same
+    as a Python loop over the layers. `__call__(x, *args)` passes the block's positional arguments after x to
+    every layer."""
 
     block: type[nn.Module]
     num_layers: int
@@ -172,7 +194,19 @@ class LayerStack(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, *args) -> jax.Array:
-        layers = nn.scan(_carrying(self.block), variable_axes={"params": 0},
-                         split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast,
-                         length=self.num_layers, unroll=self.num_layers)
-        return layers(**self.attributes, name="layers")(x, *args)[0]
+        return _stacked(self.block, self.num_layers, self.attributes, nn.broadcast)(x, *args)[0]
+
+
+class DecoderStack(nn.Module):
+    """`num_layers` `DecoderBlock`s (with `attributes`) stacked as in `LayerStack`, attending to one memory
+    [..., K, E] whose keys and values for all the layers are one product (`project_memory`)."""
+
+    num_layers: int
+    attributes: dict
+
+    @nn.compact
+    def __call__(self, x: jax.Array, memory: jax.Array, self_mask: jax.Array | None = None,
+                 memory_mask: jax.Array | None = None, train: bool = False) -> jax.Array:
+        key_value = project_memory(memory, self.num_layers, self.attributes.get("dtype", "float32"))
+        layers = _stacked(DecoderBlock, self.num_layers, self.attributes, (0, nn.broadcast, nn.broadcast, nn.broadcast))
+        return layers(x, key_value, self_mask, memory_mask, train)[0]
