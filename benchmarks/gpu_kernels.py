@@ -21,11 +21,14 @@ the project in a separate environment (about 4.5 GB):
 
 `--cublas` compiles matrix products as cuBLAS calls instead of Triton kernels;
 a model whose products XLA cannot tile in Triton without autotuning (MLP-CLAM's
-first layer) is counted that way, and its line says so.
+first layer) is counted that way, and its line says so. `--by-source` adds where
+the kernels come from (`kernel_source`).
 """
 import argparse
+import collections
 import json
 import os
+import re
 from pathlib import Path
 
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")  # deviceless even on a machine with a GPU
@@ -35,7 +38,7 @@ import ml_collections  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
-from clam_jax.benchmark import REFERENCE_BATCH, loop_kernels_per_step, stage1_program, synthetic_data  # noqa: E402
+from clam_jax.benchmark import REFERENCE_BATCH, loop_kernels, stage1_program, synthetic_data  # noqa: E402
 from clam_jax.cli import load_config  # noqa: E402
 from clam_jax.training.loop import usable_period  # noqa: E402
 from clam_jax.training.sharding import DATA_AXIS  # noqa: E402
@@ -58,14 +61,36 @@ device_description_str: "NVIDIA H100 80GB HBM3"
 CUBLAS = {"xla_gpu_enable_triton_gemm": False}
 
 
-def kernels_per_step(config, spec, mesh, compiler_options: dict) -> float:
+# Components of an operation's name (its `op_name` metadata) that are JAX's or the loop's, not modules.
+SCAFFOLDING = ("while", "body", "closed_call", "cond", "layers")
+
+
+def kernel_source(instruction: str) -> str:
+    """Where a kernel of the training loop comes from, read from its HLO instruction: "matrix products" for
+    cuBLAS calls and Triton's matrix-product fusions; else the innermost Flax module (or method) its operation
+    was traced in, numbers dropped ("norm" for norm1 .. norm3, "Dropout" for Dropout_0 ..); "outside the
+    models" for operations traced outside any (the optimizer's updates, batch sampling, random keys, losses,
+    gradient norms, metrics, copies of the loop's state)."""
+    if "kind=kCustom" in instruction or 'custom_call_target="__cublas' in instruction:
+        return "matrix products"
+    op_name = re.search(r'op_name="([^"]*)"', instruction)
+    if op_name is None or not re.search(r"[A-Z]", op_name.group(1)):  # no module class in its scopes
+        return "outside the models"
+    for part in reversed(op_name.group(1).split("/")[:-1]):  # the last part is the operation itself
+        if "(" not in part and part not in SCAFFOLDING:
+            return re.sub(r"_?\d+$", "", part.split(".")[-1])
+    return "outside the models"
+
+
+def compiled_loop(config, spec, mesh, compiler_options: dict) -> tuple[list[str], int]:
+    """The kernels of one iteration of the compiled training loop, and the steps an iteration runs."""
     lam, _, init, multi_step = stage1_program(config, spec, NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
     replicated = NamedSharding(mesh, PartitionSpec())
     on_mesh = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
     state = on_mesh(jax.eval_shape(init, jax.random.key(0)))
     data = on_mesh(jax.eval_shape(lambda: synthetic_data(config, lam)))
     compiled = multi_step.lower(state, data).compile(compiler_options=compiler_options)
-    return loop_kernels_per_step(compiled.as_text(), usable_period(spec.steps_per_dispatch, config.decoder_every))
+    return loop_kernels(compiled.as_text()), usable_period(spec.steps_per_dispatch, config.decoder_every)
 
 
 def main():
@@ -73,6 +98,7 @@ def main():
     parser.add_argument("--models", nargs="+", default=["transformer", "mlp"], choices=sorted(REFERENCE_BATCH))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--cublas", action="store_true", help="matrix products as cuBLAS calls")
+    parser.add_argument("--by-source", action="store_true", help="also the kernels per step by where they come from")
     args = parser.parse_args()
     topology = topologies.get_topology_desc(platform="cuda", target_config=H100, topology="1x1x1")
     mesh = topologies.make_mesh(topology, (1,), (DATA_AXIS,))
@@ -82,13 +108,17 @@ def main():
                                               seeds=1, compute_dtype=args.dtype))
         cublas = args.cublas
         try:
-            kernels = kernels_per_step(config, spec, mesh, CUBLAS if cublas else {})
+            kernels, steps = compiled_loop(config, spec, mesh, CUBLAS if cublas else {})
         except jax.errors.JaxRuntimeError as error:  # a product Triton cannot tile without autotuning
             print(f"{model}: {str(error).splitlines()[0][:200]}; counting with cuBLAS products", flush=True)
-            cublas, kernels = True, kernels_per_step(config, spec, mesh, CUBLAS)
-        print(json.dumps({"model": model, "batch": spec.batch, "compute_dtype": args.dtype,
-                          "matmuls": "cublas" if cublas else "triton", "target": "NVIDIA H100 80GB HBM3",
-                          "kernels_per_step": kernels, "jax": jax.__version__}), flush=True)
+            cublas, (kernels, steps) = True, compiled_loop(config, spec, mesh, CUBLAS)
+        record = {"model": model, "batch": spec.batch, "compute_dtype": args.dtype,
+                  "matmuls": "cublas" if cublas else "triton", "target": "NVIDIA H100 80GB HBM3",
+                  "kernels_per_step": len(kernels) / steps, "jax": jax.__version__}
+        if args.by_source:
+            sources = collections.Counter(kernel_source(kernel) for kernel in kernels)
+            record["by_source"] = {source: count / steps for source, count in sources.most_common()}
+        print(json.dumps(record), flush=True)
 
 
 if __name__ == "__main__":

@@ -118,17 +118,23 @@ def timed_dispatches(multi_step, state, data, steps_per_dispatch: int, min_secon
 BOOKKEEPING = ("parameter", "get-tuple-element", "tuple", "bitcast", "constant")
 
 
-def loop_kernels_per_step(hlo_text: str, steps_per_iteration: int) -> float | None:
-    """Kernels launched per step by the training loop of an optimized HLO module: the instructions, less
-    bookkeeping, of the body of the entry computation's largest while loop (fusions, library calls, copies).
-    None without a loop."""
+def loop_kernels(hlo_text: str) -> list[str] | None:
+    """The instructions that launch kernels (fusions, library calls, copies: all but bookkeeping) in the body
+    of the entry computation's while loop with the most of them, in an optimized HLO module; None without a
+    loop."""
     entry = re.search(r"\nENTRY .*?\n}\n", hlo_text, re.S).group(0)
-    counts = []
+    bodies = []
     for body in re.findall(r" while\(.*?\), condition=%[\w.\-]+, body=%([\w.\-]+)", entry):
         text = re.search(r"\n%" + re.escape(body) + r" .*?\n}\n", hlo_text, re.S).group(0)
-        ops = re.findall(r"^\s*(?:ROOT )?%[\w.\-]+ = .*? ([a-z][\w\-]*)\(", text, re.M)
-        counts.append(sum(op not in BOOKKEEPING for op in ops))
-    return max(counts) / steps_per_iteration if counts else None
+        instructions = re.finditer(r"^\s*(?:ROOT )?%[\w.\-]+ = .*? ([a-z][\w\-]*)\(.*$", text, re.M)
+        bodies.append([match.group(0) for match in instructions if match.group(1) not in BOOKKEEPING])
+    return max(bodies, key=len) if bodies else None
+
+
+def loop_kernels_per_step(hlo_text: str, steps_per_iteration: int) -> float | None:
+    """Kernels launched per step by the training loop of an optimized HLO module (`loop_kernels`)."""
+    kernels = loop_kernels(hlo_text)
+    return None if kernels is None else len(kernels) / steps_per_iteration
 
 
 def stage1_program(config, spec, batch_sharding):

@@ -90,6 +90,25 @@ def test_gpu_session_script_runs_the_benchmark_and_keeps_its_output(tmp_path):
     assert json.loads((tmp_path / "benchmark.jsonl").read_text())["model"] == "mlp"
 
 
+def test_kernels_are_attributed_to_matrix_products_or_the_innermost_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_kernels import kernel_source
+    traced = "jit(scan_steps)/while/body/closed_call/transpose(jvp(TransformerLatentActionModel.latents))/encoder"
+
+    def fusion(kind: str, op_name: str) -> str:
+        return f'%f = f32[8]{{0}} fusion(%x), kind={kind}, calls=%c, metadata={{op_name="{op_name}"}}'
+
+    assert kernel_source(fusion("kCustom", traced + "/closed_call/layers/layers/qkv/qkv/dot_general")) == \
+        "matrix products"
+    assert kernel_source('%z = f32[4]{0} custom-call(%y), custom_call_target="__cublas$gemm"') == "matrix products"
+    assert kernel_source(fusion("kInput", traced + "/closed_call/layers/layers/layers.residual/norm2/reduce_sum")) \
+        == "norm"
+    assert kernel_source(fusion("kLoop", traced + "/closed_call/layers/layers/self_attention/Dropout_0/lt")) == \
+        "Dropout"
+    assert kernel_source(fusion("kLoop", "jit(scan_steps)/while/body/closed_call/add")) == "outside the models"
+    assert kernel_source("%copy.1 = f32[3,256]{1,0} copy(%p)") == "outside the models"
+
+
 def test_busy_time_is_the_union_of_kernel_intervals():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_profile import busy_ns
