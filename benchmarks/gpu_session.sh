@@ -6,7 +6,8 @@
 #   ratio      the ratios to the PyTorch reference on the same GPU (benchmarks/torch_ratio.py, K 1000), which reuse
 #              the benchmark's compiled programs through a compilation cache
 #   profile    benchmarks/gpu_profile.py: a traced dispatch of transformer CLAM at batch 64 (its trace kept,
-#              gzipped), then the same with cuBLAS matrix products instead of Triton's, in bfloat16, and MLP-CLAM
+#              gzipped), then the same with XLA's command buffers run concurrently, with cuBLAS matrix products
+#              instead of Triton's, in bfloat16, and MLP-CLAM
 # Everything is also written under OUT_DIR.
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR
@@ -24,7 +25,7 @@
 #               sweep, most wanted measurements first, may be cut; its JSON lines so far are kept.
 #   RATIO_LIMIT seconds the ratios may run (default 200); RATIO_ARGS replaces torch_ratio.py's arguments
 #               (default --rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000).
-#   PROFILE_LIMIT seconds each of the profile's four runs may take (default 140: an H100 once needed more than
+#   PROFILE_LIMIT seconds each of the profile's five runs may take (default 140: an H100 once needed more than
 #               95 s to compile the transformer's programs, when the FLOPs were still counted from compiled ones);
 #               PROFILE_ARGS is added to each run's arguments.
 set -uo pipefail
@@ -68,6 +69,7 @@ profile() {
 if [[ $stages == *" profile "* ]]; then
   rm -f "$out/profile.jsonl" "$out/profile.txt"
   profile --keep-trace "$out/transformer.xplane.pb" && gzip -f "$out/transformer.xplane.pb"
+  XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_command_buffer_scheduling_mode=CONCURRENT" profile
   XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" profile
   profile --compute-dtype bfloat16
   profile --model mlp --batch 128

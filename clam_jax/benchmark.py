@@ -164,7 +164,7 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
     params = sum(x.size for x in jax.tree.leaves((single.lam_params, single.decoder_params)))
     flops = spec.seeds * model_flops_per_step(lam, decoder, single.lam_params, single.decoder_params,
                                               batch=spec.batch, decoder_every=config.decoder_every)
-    multi_step = multi_step.lower(state, data).compile()
+    multi_step = multi_step.lower(state, data).compile(compiler_options=dict(spec.get("compiler_options", {})))
     period = usable_period(spec.steps_per_dispatch, config.decoder_every)  # steps per iteration of the loop
     kernels = (loop_kernels_per_step(multi_step.as_text(), period) if spec.steps_per_dispatch > period
                else None)  # one iteration or one step: no training loop
@@ -179,7 +179,7 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
         "kernels_per_step": kernels,
         "utilization": None if peak is None else round(flops * steps_per_s / (peak * mesh.size), 5),
         "params_per_seed": int(params), "device": device.device_kind, "platform": device.platform,
-        "num_devices": mesh.size, "jax": jax.__version__}
+        "num_devices": mesh.size, "jax": jax.__version__, "compiler_options": dict(spec.get("compiler_options", {}))}
     return record, {"multi_step": multi_step, "state": state, "data": data}
 
 
@@ -206,13 +206,23 @@ def long_run(config, record: dict, run: dict) -> dict:
 
 
 def print_table(records: list[dict], out=sys.stdout) -> None:
+    """The records as a Markdown table; a column of compiler options when any measurement has some."""
     columns = ("model", "batch", "steps_per_dispatch", "seeds", "compute_dtype", "steps_per_s", "samples_per_s",
                "flops_per_step", "kernels_per_step", "utilization")
+    if any(r["compiler_options"] for r in records):
+        columns += ("compiler_options",)
+
+    def cell(r: dict, column: str) -> str:
+        if column == "flops_per_step":
+            return f"{r[column]:.3g}"
+        if column == "compiler_options":
+            return " ".join(f"{k}={v}" for k, v in r[column].items()) or "-"
+        return "-" if r[column] is None else str(r[column])
+
     print("| " + " | ".join(columns) + " |", file=out)
     print("|" + "---|" * len(columns), file=out)
     for r in records:
-        cells = [f"{r[c]:.3g}" if c == "flops_per_step" else "-" if r[c] is None else str(r[c]) for c in columns]
-        print("| " + " | ".join(cells) + " |", file=out)
+        print("| " + " | ".join(cell(r, c) for c in columns) + " |", file=out)
 
 
 def main(argv):

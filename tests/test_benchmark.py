@@ -1,4 +1,5 @@
 """The throughput benchmark: its FLOP count, and one real run of its CLI printing JSON lines."""
+import io
 import json
 import os
 import subprocess
@@ -7,10 +8,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
-from clam_jax.benchmark import loop_kernels_per_step, model_flops_per_step
+from clam_jax.benchmark import loop_kernels_per_step, measure, model_flops_per_step, print_table
+from clam_jax.cli import load_config
 from clam_jax.models.lam import ActionDecoder, MLPLatentActionModel
+from clam_jax.training.sharding import make_mesh
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +61,28 @@ def test_kernels_per_step_count_the_loop_bodys_launches():
     # The body launches the counter's add, the fusion and the library call; 2 steps per iteration.
     assert loop_kernels_per_step(OPTIMIZED_HLO, 2) == 1.5
     assert loop_kernels_per_step(OPTIMIZED_HLO.replace(" while(", " call("), 1) is None
+
+
+def test_a_measurements_compiler_options_reach_xla():
+    config = load_config(ROOT / "configs/benchmark.py", "smoke")
+    spec = ml_collections.ConfigDict({**config.measurements[0],
+                                      "compiler_options": {"xla_gpu_command_buffer_scheduling_mode": "BOGUS"}})
+    with pytest.raises(jax.errors.JaxRuntimeError, match="not a valid enum value"):
+        measure(config, make_mesh(), spec)
+
+
+def test_the_table_has_a_column_of_compiler_options_only_when_a_measurement_has_some():
+    record = {"model": "mlp", "batch": 8, "steps_per_dispatch": 4, "seeds": 1, "compute_dtype": "float32",
+              "steps_per_s": 1.0, "samples_per_s": 8.0, "flops_per_step": 1e6, "kernels_per_step": None,
+              "utilization": None, "compiler_options": {}}
+    options = {"xla_gpu_command_buffer_scheduling_mode": "CONCURRENT"}
+    plain, mixed = io.StringIO(), io.StringIO()
+    print_table([record], out=plain)
+    print_table([record, {**record, "compiler_options": options}], out=mixed)
+    assert "compiler_options" not in plain.getvalue()
+    header, _, default, concurrent = mixed.getvalue().splitlines()
+    assert header.endswith("| compiler_options |") and default.endswith("| - |")
+    assert concurrent.endswith("| xla_gpu_command_buffer_scheduling_mode=CONCURRENT |")
 
 
 def test_benchmark_cli_prints_one_json_line_per_measurement_and_a_table(tmp_path):
