@@ -5,6 +5,10 @@ device ran, the time it was busy (the union of the kernels' intervals) against t
 kernels that took most of it, grouped by name. Busy time well below wall time means the host's launches, not
 the kernels, hold the step back. One JSON line per run, appended to `--json-out` if given.
 
+XLA turns its command buffers (CUDA graphs) off while a profiler runs, unless compiled with
+`xla_enable_command_buffers_during_profiling`: the program is compiled with it, so the traced dispatch runs
+as the untraced ones do. `--compiler-option KEY=VALUE` adds XLA options to its compilation.
+
   python benchmarks/gpu_profile.py --model transformer --batch 64 --steps-per-dispatch 100
   XLA_FLAGS=--xla_gpu_enable_triton_gemm=false python benchmarks/gpu_profile.py ...   # a variant, same program
 
@@ -78,14 +82,19 @@ def main():
     parser.add_argument("--top", type=int, default=30, help="kernels listed, by time")
     parser.add_argument("--plane", default="/device:GPU:0")
     parser.add_argument("--line-prefix", default="Stream", help="the plane's lines that hold kernels")
+    parser.add_argument("--compiler-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an XLA option for the program's compilation, e.g. "
+                             "xla_gpu_command_buffer_scheduling_mode=CONCURRENT (repeatable)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--keep-trace", type=Path, help="copy the trace's .xplane.pb here")
     args = parser.parse_args()
     config = load_config(ROOT / "configs/benchmark.py")
     config.min_seconds = args.seconds
+    options = {"xla_enable_command_buffers_during_profiling": True,
+               **dict(option.split("=", 1) for option in args.compiler_option)}
     spec = ml_collections.ConfigDict(dict(model=args.model, batch=args.batch, seeds=1,
                                           steps_per_dispatch=args.steps_per_dispatch,
-                                          compute_dtype=args.compute_dtype))
+                                          compute_dtype=args.compute_dtype, compiler_options=options))
     record, run = measure(config, make_mesh(), spec)
     record["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     with tempfile.TemporaryDirectory() as trace_dir:
