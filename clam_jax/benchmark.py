@@ -164,7 +164,8 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
     params = sum(x.size for x in jax.tree.leaves((single.lam_params, single.decoder_params)))
     flops = spec.seeds * model_flops_per_step(lam, decoder, single.lam_params, single.decoder_params,
                                               batch=spec.batch, decoder_every=config.decoder_every)
-    multi_step = multi_step.lower(state, data).compile(compiler_options=dict(spec.get("compiler_options", {})))
+    options = dict(spec.get("compiler_options", {}))
+    multi_step = multi_step.lower(state, data).compile(compiler_options=options)
     period = usable_period(spec.steps_per_dispatch, config.decoder_every)  # steps per iteration of the loop
     kernels = (loop_kernels_per_step(multi_step.as_text(), period) if spec.steps_per_dispatch > period
                else None)  # one iteration or one step: no training loop
@@ -179,7 +180,7 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
         "kernels_per_step": kernels,
         "utilization": None if peak is None else round(flops * steps_per_s / (peak * mesh.size), 5),
         "params_per_seed": int(params), "device": device.device_kind, "platform": device.platform,
-        "num_devices": mesh.size, "jax": jax.__version__, "compiler_options": dict(spec.get("compiler_options", {}))}
+        "num_devices": mesh.size, "jax": jax.__version__, "compiler_options": options}
     return record, {"multi_step": multi_step, "state": state, "data": data}
 
 
