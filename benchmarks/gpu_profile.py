@@ -72,6 +72,14 @@ def profile(plane, line_prefix: str, steps: int, wall_s: float, top: int) -> dic
                              "us_per_step": round(total / 1e3 / steps, 2)} for name, (count, total) in ranked]}
 
 
+def compiler_option(text: str) -> tuple[str, str]:
+    """A `--compiler-option` argument, KEY=VALUE, as (key, value)."""
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. xla_gpu_enable_triton_gemm=false; got {text!r}")
+    return key, value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="transformer", choices=["mlp", "transformer"])
@@ -82,7 +90,7 @@ def main():
     parser.add_argument("--top", type=int, default=30, help="kernels listed, by time")
     parser.add_argument("--plane", default="/device:GPU:0")
     parser.add_argument("--line-prefix", default="Stream", help="the plane's lines that hold kernels")
-    parser.add_argument("--compiler-option", action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--compiler-option", type=compiler_option, action="append", default=[], metavar="KEY=VALUE",
                         help="an XLA option for the program's compilation, e.g. "
                              "xla_gpu_command_buffer_scheduling_mode=CONCURRENT (repeatable)")
     parser.add_argument("--json-out", type=Path)
@@ -90,8 +98,7 @@ def main():
     args = parser.parse_args()
     config = load_config(ROOT / "configs/benchmark.py")
     config.min_seconds = args.seconds
-    options = {"xla_enable_command_buffers_during_profiling": True,
-               **dict(option.split("=", 1) for option in args.compiler_option)}
+    options = {"xla_enable_command_buffers_during_profiling": True, **dict(args.compiler_option)}
     spec = ml_collections.ConfigDict(dict(model=args.model, batch=args.batch, seeds=1,
                                           steps_per_dispatch=args.steps_per_dispatch,
                                           compute_dtype=args.compute_dtype, compiler_options=options))

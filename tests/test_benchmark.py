@@ -135,6 +135,13 @@ def test_kernels_are_attributed_to_matrix_products_or_the_innermost_module():
     assert kernel_source("%copy.1 = f32[3,256]{1,0} copy(%p)") == "outside the models"
 
 
+def test_gpu_profile_refuses_a_compiler_option_without_a_value():
+    result = subprocess.run([sys.executable, "benchmarks/gpu_profile.py", "--compiler-option", "xla_gpu_foo"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "expected KEY=VALUE" in result.stderr and "'xla_gpu_foo'" in result.stderr
+
+
 def test_busy_time_is_the_union_of_kernel_intervals():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_profile import busy_ns
