@@ -7,7 +7,8 @@ the kernels, hold the step back. One JSON line per run, appended to `--json-out`
 
 XLA turns its command buffers (CUDA graphs) off while a profiler runs, unless compiled with
 `xla_enable_command_buffers_during_profiling`: the program is compiled with it, so the traced dispatch runs
-as the untraced ones do. `--compiler-option KEY=VALUE` adds XLA options to its compilation.
+as the untraced ones do. `--compiler-option KEY=VALUE` adds XLA options to its compilation, over the
+training loop's (`clam_jax.training.loop.LOOP_COMPILER_OPTIONS`).
 
   python benchmarks/gpu_profile.py --model transformer --batch 64 --steps-per-dispatch 100
   XLA_FLAGS=--xla_gpu_enable_triton_gemm=false python benchmarks/gpu_profile.py ...   # a variant, same program
@@ -92,7 +93,7 @@ def main():
     parser.add_argument("--line-prefix", default="Stream", help="the plane's lines that hold kernels")
     parser.add_argument("--compiler-option", type=compiler_option, action="append", default=[], metavar="KEY=VALUE",
                         help="an XLA option for the program's compilation, e.g. "
-                             "xla_gpu_command_buffer_scheduling_mode=CONCURRENT (repeatable)")
+                             "xla_gpu_command_buffer_scheduling_mode=LHS (repeatable)")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--keep-trace", type=Path, help="copy the trace's .xplane.pb here")
     args = parser.parse_args()

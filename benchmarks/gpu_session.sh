@@ -6,8 +6,8 @@
 #   ratio      the ratios to the PyTorch reference on the same GPU (benchmarks/torch_ratio.py, K 1000), which reuse
 #              the benchmark's compiled programs through a compilation cache
 #   profile    benchmarks/gpu_profile.py: a traced dispatch of transformer CLAM at batch 64 (its trace kept,
-#              gzipped), then the same with XLA's command buffers run concurrently, with cuBLAS matrix products
-#              instead of Triton's, in bfloat16, and MLP-CLAM
+#              gzipped), then the same with XLA's command buffers in XLA's default order instead of the training
+#              loop's concurrent one, with cuBLAS matrix products instead of Triton's, in bfloat16, and MLP-CLAM
 # Everything is also written under OUT_DIR.
 #
 #   bash benchmarks/gpu_session.sh OUT_DIR
@@ -22,10 +22,12 @@
 #   CONFIG      the benchmark config (default configs/benchmark.py:gpu; configs/benchmark.py:smoke to try the
 #               script on a CPU).
 #   BENCH_LIMIT seconds the benchmark may run (default 330): a K=1000 compile takes 60-100 s on an H100, so the
-#               sweep, most wanted measurements first, may be cut; its JSON lines so far are kept.
+#               sweep, most wanted measurements first, may be cut; its JSON lines so far are kept. BENCH_ARGS is
+#               added to its arguments (e.g. --config.time_to_steps_budget_s=30).
 #   RATIO_LIMIT seconds the ratios may run (default 200); RATIO_ARGS replaces torch_ratio.py's arguments
 #               (default --rounds 1 --seconds 5 --steps-per-dispatch 1000 --torch-steps 1000).
-#   PROFILE_LIMIT seconds each of the profile's five runs may take (default 140: an H100 once needed more than
+#   PROFILES    the profile's runs, in order (default "fp32 lhs cublas bf16 mlp", as above).
+#   PROFILE_LIMIT seconds each of the profile's runs may take (default 140: an H100 once needed more than
 #               95 s to compile the transformer's programs, when the FLOPs were still counted from compiled ones);
 #               PROFILE_ARGS is added to each run's arguments.
 set -uo pipefail
@@ -51,7 +53,7 @@ stages=" ${STAGES:-benchmark ratio} "
 if [[ $stages == *" benchmark "* ]]; then
   rm -f "$out/benchmark.jsonl"
   timeout "${BENCH_LIMIT:-330}" python3 -m clam_jax.benchmark --config="${CONFIG:-configs/benchmark.py:gpu}" \
-    --json_out="$out/benchmark.jsonl" 2>&1 | tee "$out/benchmark.txt"
+    --json_out="$out/benchmark.jsonl" ${BENCH_ARGS:-} 2>&1 | tee "$out/benchmark.txt"
   echo "benchmark exit status ${PIPESTATUS[0]} (124: cut at ${BENCH_LIMIT:-330} s)"
 fi
 
@@ -68,9 +70,14 @@ profile() {
 }
 if [[ $stages == *" profile "* ]]; then
   rm -f "$out/profile.jsonl" "$out/profile.txt"
-  profile --keep-trace "$out/transformer.xplane.pb" && gzip -f "$out/transformer.xplane.pb"
-  XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_command_buffer_scheduling_mode=CONCURRENT" profile
-  XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" profile
-  profile --compute-dtype bfloat16
-  profile --model mlp --batch 128
+  for run in ${PROFILES:-fp32 lhs cublas bf16 mlp}; do
+    case $run in
+      fp32) profile --keep-trace "$out/transformer.xplane.pb" && gzip -f "$out/transformer.xplane.pb" ;;
+      lhs) profile --compiler-option xla_gpu_command_buffer_scheduling_mode=LHS ;;
+      cublas) XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_triton_gemm=false" profile ;;
+      bf16) profile --compute-dtype bfloat16 ;;
+      mlp) profile --model mlp --batch 128 ;;
+      *) echo "unknown profile run $run (fp32, lhs, cublas, bf16 or mlp)"; exit 2 ;;
+    esac
+  done
 fi

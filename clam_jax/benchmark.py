@@ -27,7 +27,7 @@ from ml_collections import config_flags
 from clam_jax.data.windows import pad_episodes
 from clam_jax.methods import clam
 from clam_jax.models.lam import ActionDecoder, make_latent_action_model
-from clam_jax.training.loop import make_multi_step, usable_period
+from clam_jax.training.loop import loop_compiler_options, make_multi_step, usable_period
 from clam_jax.training.optim import make_optimizer
 from clam_jax.training.sharding import batch_split, init_replicated, make_mesh, put_replicated
 
@@ -138,7 +138,8 @@ def loop_kernels_per_step(hlo_text: str, steps_per_iteration: int) -> float | No
 
 
 def stage1_program(config, spec, batch_sharding):
-    """The measured LAM and decoder, `init(key) -> state` and the jitted program of K stage-1 steps."""
+    """The measured LAM and decoder, `init(key) -> state` and the jitted program of K stage-1 steps (with the
+    training loop's XLA options, `loop_compiler_options`)."""
     lam, decoder = build_models(config, spec.model, spec.compute_dtype)
     lam_tx = make_optimizer(lr=3e-4, weight_decay=1e-3, warmup=1000, clip=1.0)
     decoder_tx = make_optimizer(lr=1e-3, weight_decay=0.01, warmup=1000, clip=1.0)
@@ -146,7 +147,8 @@ def stage1_program(config, spec, batch_sharding):
                                  labeled_batch_size=spec.batch, decoder_every=config.decoder_every, beta=1.0,
                                  batch_sharding=batch_sharding)
     init = functools.partial(clam.init_stage1, lam=lam, decoder=decoder, lam_tx=lam_tx, decoder_tx=decoder_tx)
-    multi_step = make_multi_step(step, spec.steps_per_dispatch, seeds=spec.seeds, period=config.decoder_every)
+    multi_step = make_multi_step(step, spec.steps_per_dispatch, seeds=spec.seeds, period=config.decoder_every,
+                                 compiler_options=loop_compiler_options(batch_sharding.mesh))
     return lam, decoder, init, multi_step
 
 
@@ -164,7 +166,7 @@ def measure(config, mesh, spec) -> tuple[dict, dict]:
     params = sum(x.size for x in jax.tree.leaves((single.lam_params, single.decoder_params)))
     flops = spec.seeds * model_flops_per_step(lam, decoder, single.lam_params, single.decoder_params,
                                               batch=spec.batch, decoder_every=config.decoder_every)
-    options = dict(spec.get("compiler_options", {}))
+    options = {**loop_compiler_options(mesh), **spec.get("compiler_options", {})}  # the measurement's prevail
     multi_step = multi_step.lower(state, data).compile(compiler_options=options)
     period = usable_period(spec.steps_per_dispatch, config.decoder_every)  # steps per iteration of the loop
     kernels = (loop_kernels_per_step(multi_step.as_text(), period) if spec.steps_per_dispatch > period

@@ -32,7 +32,7 @@ from clam_jax.methods.policy import init_policy, make_policy_step
 from clam_jax.models.lam import ActionDecoder, make_latent_action_model
 from clam_jax.rollout.chunking import chunk_targets
 from clam_jax.training.checkpoints import TrainStateCheckpoints
-from clam_jax.training.loop import device_inputs, make_multi_step, make_multi_update, train
+from clam_jax.training.loop import device_inputs, loop_compiler_options, make_multi_step, make_multi_update, train
 from clam_jax.training.metrics import MetricWriter
 from clam_jax.training.optim import make_optimizer
 from clam_jax.training.seeds import SeedCheckpoints, SeedMetricWriters, seed_slice, stack
@@ -179,7 +179,8 @@ def train_stage1(runs: list[Run], mesh, method: str = "clam") -> list[clam.Stage
         update = clam.make_stage1_update(lam, decoder, lam_tx, decoder_tx, decoder_every=s1.decoder_every,
                                          beta=s1.beta, joint=s1.joint, batch_sharding=batch_split(mesh))
         state = init_replicated(init, mesh, jax.random.key(config.seed))
-        multi_step, inputs = make_multi_update(update, period), _streamed_inputs(runs[0], mesh)
+        multi_step = make_multi_update(update, period, compiler_options=loop_compiler_options(mesh))
+        inputs = _streamed_inputs(runs[0], mesh)
     else:
         step = clam.make_stage1_step(lam, decoder, lam_tx, decoder_tx, batch_size=s1.batch_size,
                                      labeled_batch_size=s1.labeled_batch_size, decoder_every=s1.decoder_every,
@@ -200,12 +201,14 @@ def seeded_program(runs: list[Run], mesh, init, data: list[dict], step, *, seed_
     """
     keys = [jax.random.key(run.config.seed + seed_offset) for run in runs]
     init_args = init_args or [()] * len(runs)
-    k = runs[0].config.train.steps_per_dispatch
+    k, options = runs[0].config.train.steps_per_dispatch, loop_compiler_options(mesh)
     if len(runs) == 1:
         state = init_replicated(init, mesh, keys[0], *init_args[0])
-        return state, make_multi_step(step, k, period=period), device_inputs(put_replicated(data[0], mesh))
+        return (state, make_multi_step(step, k, period=period, compiler_options=options),
+                device_inputs(put_replicated(data[0], mesh)))
     state = init_replicated(jax.vmap(init), mesh, jnp.stack(keys), *stack(init_args))
-    return (state, make_multi_step(step, k, seeds=len(runs), data_per_seed=True, period=period),
+    return (state, make_multi_step(step, k, seeds=len(runs), data_per_seed=True, period=period,
+                                   compiler_options=options),
             device_inputs(put_replicated(stack(data), mesh)))
 
 

@@ -10,8 +10,10 @@ from clam_jax.errors import DataError, NonFiniteLossError
 from clam_jax.methods.policy import init_policy, make_policy_step
 from clam_jax.models.lam import MLPPolicy
 from clam_jax.training.checkpoints import TrainStateCheckpoints
-from clam_jax.training.loop import device_inputs, make_multi_step, train
+from clam_jax.training.loop import (LOOP_COMPILER_OPTIONS, device_inputs, loop_compiler_options,
+                                    make_multi_step, make_multi_update, train)
 from clam_jax.training.optim import make_optimizer
+from clam_jax.training.sharding import make_mesh
 
 
 def regression_problem():
@@ -46,6 +48,17 @@ def test_policy_loss_falls():
     for _ in range(5):
         state, last = multi_step(state, data)
     assert last["loss"] < 0.3 * first["loss"]
+
+
+def test_the_training_programs_compile_with_the_xla_options_of_their_devices_platform():
+    assert loop_compiler_options(make_mesh()) == {}  # a CPU
+    assert set(LOOP_COMPILER_OPTIONS) == {"gpu"}
+    state, step, data = regression_problem()
+    bogus = {"xla_gpu_command_buffer_scheduling_mode": "BOGUS"}
+    with pytest.raises(jax.errors.JaxRuntimeError, match="not a valid enum value"):
+        make_multi_step(step, 10, compiler_options=bogus)(state, data)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="not a valid enum value"):  # the step as an update
+        make_multi_update(step, compiler_options=bogus)(state, jax.tree.map(lambda x: x[None], data))
 
 
 def test_checkpoint_round_trip(tmp_path):
