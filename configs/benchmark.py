@@ -8,7 +8,7 @@ labeled, 100 steps, 39-D states), decoder step every 2 updates.
 
 Variants:
   cpu   (default) the sweep for a 2-core CPU: the reference batch sizes and 4x them, K in {1, 10, 100}.
-  gpu   K up to 1000, command buffers in XLA's default order, bf16 at the reference batch and at larger ones, seed
+  gpu   K up to 1000, also with command buffers in XLA's order, bf16 at the reference batch and at larger ones, seed
         counts up to 32: one accelerator.
   smoke one tiny measurement, for the test suite.
 """
@@ -16,8 +16,8 @@ import ml_collections
 
 
 # The training programs run the kernels in XLA's command buffers (CUDA graphs) in the order of their data
-# dependencies alone (`clam_jax.training.loop.LOOP_COMPILER_OPTIONS`); this is XLA's default, the order its
-# latency-hiding scheduler chose, for comparison.
+# dependencies alone (`clam_jax.training.loop.LOOP_COMPILER_OPTIONS`). For comparison, XLA's default: the order
+# its latency-hiding scheduler chose.
 LHS_ORDER = {"xla_gpu_command_buffer_scheduling_mode": "LHS"}
 
 
